@@ -1,0 +1,58 @@
+/* Attestor plugins: loading, checking and calling them.
+ *
+ * Every *.so in the plugin directory is loaded at startup with
+ * dlopen(RTLD_NOW | RTLD_LOCAL); a plugin with the wrong ABI version or a
+ * descriptor smaller than the host's is refused with a message naming the
+ * plugin and both values, and the agent does not start. */
+#ifndef SOCKID_ATTEST_H
+#define SOCKID_ATTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <sockid/attestor.h>
+
+#include "config.h"
+#include "selector.h"
+
+#define ATTEST_MAX_PLUGINS 32u
+/* What one attestor may emit for one peer. */
+#define ATTEST_MAX_SELECTORS_PER_PLUGIN 256u
+
+struct attest;
+
+/* Loads every plugin in dir (sorted by file name) and initializes it with
+ * its [attestor.NAME] section. Refuses: a directory or plugin file writable
+ * by group or others or owned by someone other than root or the agent's
+ * user; a missing entry symbol; a wrong ABI version or struct size; two
+ * plugins with one name; a config section naming a plugin that is not there.
+ * On failure returns a negative errno and writes why into err. */
+__attribute__((warn_unused_result)) int attest_load(const struct config *cfg, const char *dir,
+                                                    struct attest **ret, char *err,
+                                                    size_t err_len);
+
+/* Loads one plugin file; used by attest_load and by unit tests. */
+__attribute__((warn_unused_result)) int attest_load_one(struct attest *set, const char *path,
+                                                        const struct config *cfg, char *err,
+                                                        size_t err_len);
+
+/* An empty set, to which attest_load_one adds. */
+__attribute__((warn_unused_result)) int attest_new(struct attest **ret);
+
+struct attest *attest_free(struct attest *set);
+
+size_t attest_count(const struct attest *set);
+const char *attest_name(const struct attest *set, size_t i);
+
+/* Runs every attestor on peer (whose deadline_ns field attest_run sets per
+ * call from timeout_ms) and adds their selectors to out. An attestor that
+ * fails or overruns contributes nothing; if it is required, attest_run
+ * returns -EPERM and writes which one and why into reason. Returns 0
+ * otherwise. */
+__attribute__((warn_unused_result)) int attest_run(const struct attest *set,
+                                                   struct sockid_peer *peer,
+                                                   uint32_t timeout_ms,
+                                                   struct selector_set *out, char *reason,
+                                                   size_t reason_len);
+
+#endif

@@ -1,0 +1,122 @@
+/* sockid attestor plugin ABI.
+ *
+ * An attestor turns a connected process into selectors ("type:key:value")
+ * using only what the kernel reports about it. A plugin is one shared object
+ * that exports exactly one symbol, SOCKID_ATTESTOR_SYMBOL, a function that
+ * returns a pointer to a constant descriptor:
+ *
+ *     static const struct sockid_attestor desc = {
+ *         .abi_version = SOCKID_ATTESTOR_ABI_VERSION,
+ *         .struct_size = sizeof(struct sockid_attestor),
+ *         .name = "example",
+ *         .init = example_init,
+ *         .attest = example_attest,
+ *         .fini = example_fini,
+ *     };
+ *     SOCKID_ATTESTOR_EXPORT const struct sockid_attestor *sockid_attestor(void)
+ *     {
+ *         return &desc;
+ *     }
+ *
+ * The host loads plugins with dlopen(RTLD_NOW | RTLD_LOCAL) and refuses one
+ * whose abi_version differs from the host's or whose struct_size is smaller
+ * than the host's, naming the plugin and both values.
+ *
+ * Rules a plugin keeps:
+ *  - Read the peer only through the view it is given: the /proc/<pid> dirfd
+ *    (openat, readlinkat, fstatat relative to it), the connect-time uid and
+ *    gids. Never build "/proc/<pid>/..." paths: the pid number can be reused,
+ *    the dirfd cannot.
+ *  - Read only what the workload cannot forge (cgroup membership, the
+ *    executable the kernel mapped), never what it can (environment,
+ *    command line, mountinfo).
+ *  - attest() is called from several threads at once: it must be thread-safe
+ *    with respect to its state.
+ *  - attest() should return before peer->deadline_ns (CLOCK_MONOTONIC).
+ *    emit() refuses selectors after the deadline, and a call that overruns
+ *    counts as a failure of that attestor.
+ *  - A plugin never hands the host memory to free: emit() copies what it is
+ *    given before returning.
+ *  - A plugin does not log. init() explains a failure in the buffer it gets.
+ */
+#ifndef SOCKID_ATTESTOR_H
+#define SOCKID_ATTESTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to the structures below. */
+#define SOCKID_ATTESTOR_ABI_VERSION 1u
+
+/* The one symbol a plugin exports. */
+#define SOCKID_ATTESTOR_SYMBOL "sockid_attestor"
+
+#define SOCKID_ATTESTOR_EXPORT __attribute__((visibility("default")))
+
+/* Limits the host enforces on what emit() receives. */
+#define SOCKID_SELECTOR_TYPE_MAX 32u   /* bytes, [a-z0-9_-] */
+#define SOCKID_SELECTOR_KEY_MAX 64u    /* bytes, printable, no ':' */
+#define SOCKID_SELECTOR_VALUE_MAX 1024u /* bytes, printable, may hold ':' */
+
+/* Read-only view of the process on the other end of the connection. */
+struct sockid_peer {
+    uint32_t struct_size; /* sizeof(struct sockid_peer) in the host */
+    int32_t pid;          /* in the agent's pid namespace */
+    uint32_t uid;         /* effective uid at connect() (SO_PEERCRED) */
+    uint32_t gid;         /* effective gid at connect() (SO_PEERCRED) */
+    const uint32_t *groups; /* supplementary gids at connect() (SO_PEERGROUPS) */
+    size_t n_groups;
+    int proc_dirfd;       /* /proc/<pid>, O_DIRECTORY; borrowed, do not close */
+    uint64_t cgroup_id;   /* cgroup v2 id from PIDFD_GET_INFO, 0 if unknown */
+    uint64_t deadline_ns; /* CLOCK_MONOTONIC time by which attest() returns */
+};
+
+/* Emits one selector "type:key:value". Returns 0, or a negative errno when the
+ * host refuses it (-EINVAL malformed, -E2BIG over a limit, -ETIMEDOUT past the
+ * deadline); a plugin should stop and return that error. */
+typedef int (*sockid_emit_fn)(void *emit_ctx, const char *type, const char *key,
+                              const char *value);
+
+/* The plugin's section of the agent's config ([attestor.NAME]), without the
+ * keys the host itself interprets ("required"). */
+struct sockid_attestor_config {
+    uint32_t struct_size;
+    size_t n;
+    const char *const *keys;
+    const char *const *values;
+};
+
+struct sockid_attestor {
+    uint32_t abi_version; /* SOCKID_ATTESTOR_ABI_VERSION */
+    uint32_t struct_size; /* sizeof(struct sockid_attestor) */
+    const char *name;     /* [a-z0-9_-]{1,32}; names the config section */
+
+    /* Called once at load. On success stores the plugin's state (may be
+     * NULL) and returns 0; on failure returns a negative errno and writes a
+     * one-line reason to err. Reject unknown config keys. May be NULL. */
+    int (*init)(const struct sockid_attestor_config *config, void **ret_state, char *err,
+                size_t err_len);
+
+    /* Emits selectors for peer. Returns 0, or a negative errno when it could
+     * not attest this peer (the host then uses no selector from this call). */
+    int (*attest)(void *state, const struct sockid_peer *peer, sockid_emit_fn emit,
+                  void *emit_ctx);
+
+    /* Called once at unload with the state init() stored. May be NULL. */
+    void (*fini)(void *state);
+
+    /* Reserved for later hooks; must be NULL. */
+    void *spare[8];
+};
+
+typedef const struct sockid_attestor *(*sockid_attestor_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKID_ATTESTOR_H */
