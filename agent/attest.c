@@ -1,1 +1,420 @@
-/* placeholder: being written */
+/* Attestor plugins: load, check, call (DESIGN §2 "Attestors and selectors").
+ *
+ * A plugin runs inside the agent with the agent's privileges, so the file
+ * that provides it must be one only root (or the agent's own user) could
+ * have written, and its descriptor must match the ABI this agent speaks. */
+#define _GNU_SOURCE
+#include "attest.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct plugin {
+    char *path;
+    void *handle;
+    const struct sockid_attestor *desc;
+    void *state;
+    bool initialized;
+    bool required;
+};
+
+struct attest {
+    size_t n;
+    struct plugin plugins[ATTEST_MAX_PLUGINS];
+};
+
+static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    if (!err || len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int attest_new(struct attest **ret)
+{
+    struct attest *set = calloc(1, sizeof(*set));
+    if (!set)
+        return -ENOMEM;
+    *ret = set;
+    return 0;
+}
+
+static void plugin_unload(struct plugin *p)
+{
+    if (p->initialized && p->desc->fini)
+        p->desc->fini(p->state);
+    if (p->handle)
+        (void)dlclose(p->handle);
+    free(p->path);
+    *p = (struct plugin){0};
+}
+
+struct attest *attest_free(struct attest *set)
+{
+    if (!set)
+        return NULL;
+    /* Unload in reverse order of loading. */
+    while (set->n > 0)
+        plugin_unload(&set->plugins[--set->n]);
+    free(set);
+    return NULL;
+}
+
+size_t attest_count(const struct attest *set)
+{
+    return set->n;
+}
+
+const char *attest_name(const struct attest *set, size_t i)
+{
+    return i < set->n ? set->plugins[i].desc->name : NULL;
+}
+
+/* Code that runs as the agent must come from a file only root or the agent's
+ * own user could have written. */
+static int check_owner_mode(const struct stat *st, const char *what, const char *path, char *err,
+                            size_t err_len)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        set_err(err, err_len,
+                "%s %s is owned by uid %lu, not by root or the agent's user: "
+                "chown root %s",
+                what, path, (unsigned long)st->st_uid, path);
+        return -EPERM;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        set_err(err, err_len,
+                "%s %s is writable by group or others (mode %04o), so anyone could replace the "
+                "code the agent runs: chmod go-w %s",
+                what, path, (unsigned)(st->st_mode & 07777), path);
+        return -EPERM;
+    }
+    return 0;
+}
+
+static bool plugin_name_valid(const char *name)
+{
+    size_t n = 0;
+    for (; name[n]; n++) {
+        char c = name[n];
+        if (n >= 32 || !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+static int plugin_init(struct plugin *p, const struct config *cfg, char *err, size_t err_len)
+{
+    const struct config_attestor *section = config_attestor(cfg, p->desc->name);
+    p->required = section && section->required;
+    if (!p->desc->init) {
+        if (section && section->n > 0) {
+            set_err(err, err_len, "attestor %s takes no settings, but [attestor.%s] has '%s'",
+                    p->desc->name, p->desc->name, section->keys[0]);
+            return -EINVAL;
+        }
+        p->initialized = true;
+        return 0;
+    }
+    struct sockid_attestor_config view = {
+        .struct_size = sizeof(view),
+        .n = section ? section->n : 0,
+        .keys = section ? (const char *const *)section->keys : NULL,
+        .values = section ? (const char *const *)section->values : NULL,
+    };
+    char why[256] = "";
+    void *state = NULL;
+    int r = p->desc->init(&view, &state, why, sizeof(why));
+    if (r < 0 || r > 0) {
+        why[sizeof(why) - 1] = '\0';
+        set_err(err, err_len, "attestor %s (%s) failed to start: %s", p->desc->name, p->path,
+                why[0] ? why : strerror(r < 0 ? -r : EINVAL));
+        return r < 0 ? r : -EINVAL;
+    }
+    p->state = state;
+    p->initialized = true;
+    return 0;
+}
+
+int attest_load_one(struct attest *set, const char *path, const struct config *cfg, char *err,
+                    size_t err_len)
+{
+    if (set->n >= ATTEST_MAX_PLUGINS) {
+        set_err(err, err_len, "too many attestor plugins: at most %u are loaded",
+                ATTEST_MAX_PLUGINS);
+        return -E2BIG;
+    }
+    struct plugin p = {0};
+    int r;
+    /* Check the file we then load, not a path that could change between the
+     * check and dlopen(): open it once and load it through /proc/self/fd. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
+        return r;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot stat attestor plugin %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        set_err(err, err_len, "attestor plugin %s is not a regular file", path);
+        goto out;
+    }
+    r = check_owner_mode(&st, "attestor plugin", path, err, err_len);
+    if (r < 0)
+        goto out;
+
+    p.path = strdup(path);
+    if (!p.path) {
+        r = -ENOMEM;
+        goto out;
+    }
+    char fdpath[64];
+    (void)snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+    p.handle = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+    if (!p.handle) {
+        const char *e = dlerror();
+        r = -ENOEXEC;
+        set_err(err, err_len, "cannot load attestor plugin %s: %s", path, e ? e : "dlopen failed");
+        goto out;
+    }
+    sockid_attestor_entry_fn entry;
+    *(void **)&entry = dlsym(p.handle, SOCKID_ATTESTOR_SYMBOL);
+    if (!entry) {
+        r = -ENOEXEC;
+        set_err(err, err_len,
+                "attestor plugin %s does not export %s(): build it against <sockid/attestor.h> "
+                "and export the entry point with SOCKID_ATTESTOR_EXPORT",
+                path, SOCKID_ATTESTOR_SYMBOL);
+        goto out;
+    }
+    p.desc = entry();
+    if (!p.desc) {
+        r = -ENOEXEC;
+        set_err(err, err_len, "attestor plugin %s returned no descriptor from %s()", path,
+                SOCKID_ATTESTOR_SYMBOL);
+        goto out;
+    }
+    /* abi_version and struct_size are the two fields every version of the
+     * descriptor starts with; nothing else is read before they match. */
+    if (p.desc->abi_version != SOCKID_ATTESTOR_ABI_VERSION) {
+        r = -EPROTO;
+        set_err(err, err_len,
+                "attestor plugin %s was built for attestor ABI version %u, but this agent "
+                "speaks version %u: rebuild it against this agent's <sockid/attestor.h>",
+                path, p.desc->abi_version, SOCKID_ATTESTOR_ABI_VERSION);
+        goto out;
+    }
+    if (p.desc->struct_size < sizeof(struct sockid_attestor)) {
+        r = -EPROTO;
+        set_err(err, err_len,
+                "attestor plugin %s has a %u-byte descriptor, but ABI version %u needs at least "
+                "%zu bytes: rebuild it against this agent's <sockid/attestor.h>",
+                path, p.desc->struct_size, SOCKID_ATTESTOR_ABI_VERSION,
+                sizeof(struct sockid_attestor));
+        goto out;
+    }
+    if (!p.desc->name || !plugin_name_valid(p.desc->name)) {
+        r = -EINVAL;
+        set_err(err, err_len,
+                "attestor plugin %s has no valid name (1 to 32 of [a-z0-9_-] are allowed)", path);
+        goto out;
+    }
+    if (!p.desc->attest) {
+        r = -EINVAL;
+        set_err(err, err_len, "attestor plugin %s (%s) has no attest function", path,
+                p.desc->name);
+        goto out;
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->plugins[i].desc->name, p.desc->name) == 0) {
+            r = -EEXIST;
+            set_err(err, err_len, "attestor plugins %s and %s are both named '%s'; remove one",
+                    set->plugins[i].path, path, p.desc->name);
+            goto out;
+        }
+    }
+    r = plugin_init(&p, cfg, err, err_len);
+    if (r < 0)
+        goto out;
+    set->plugins[set->n++] = p;
+    p = (struct plugin){0};
+out:
+    plugin_unload(&p);
+    (void)close(fd);
+    return r;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_so_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 3 && strcmp(name + n - 3, ".so") == 0;
+}
+
+int attest_load(const struct config *cfg, const char *dir, struct attest **ret, char *err,
+                size_t err_len)
+{
+    struct attest *set = NULL;
+    DIR *d = NULL;
+    char *names[ATTEST_MAX_PLUGINS];
+    size_t n_names = 0;
+    int r;
+
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot use plugin directory %s: %s; set plugin_dir in the config",
+                dir, strerror(errno));
+        return r;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        set_err(err, err_len, "plugin directory %s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    r = check_owner_mode(&st, "plugin directory", dir, err, err_len);
+    if (r < 0)
+        return r;
+
+    r = attest_new(&set);
+    if (r < 0)
+        return r;
+    d = opendir(dir);
+    if (!d) {
+        r = -errno;
+        set_err(err, err_len, "cannot read plugin directory %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || !has_so_suffix(de->d_name))
+            continue;
+        if (n_names >= ATTEST_MAX_PLUGINS) {
+            r = -E2BIG;
+            set_err(err, err_len, "plugin directory %s holds more than %u plugins", dir,
+                    ATTEST_MAX_PLUGINS);
+            goto out;
+        }
+        if (asprintf(&names[n_names], "%s/%s", dir, de->d_name) < 0) {
+            r = -ENOMEM;
+            goto out;
+        }
+        n_names++;
+    }
+    /* A stable load order, so that selectors and errors do not depend on
+     * the directory's layout on disk. */
+    qsort(names, n_names, sizeof(names[0]), cmp_names);
+    for (size_t i = 0; i < n_names; i++) {
+        r = attest_load_one(set, names[i], cfg, err, err_len);
+        if (r < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < cfg->n_attestors; i++) {
+        const char *name = cfg->attestors[i].name;
+        bool found = false;
+        for (size_t j = 0; j < set->n && !found; j++)
+            found = strcmp(set->plugins[j].desc->name, name) == 0;
+        if (!found) {
+            r = -ENOENT;
+            set_err(err, err_len,
+                    "the config has a section [attestor.%s], but no plugin named '%s' is in %s",
+                    name, name, dir);
+            goto out;
+        }
+    }
+    *ret = set;
+    set = NULL;
+    r = 0;
+out:
+    for (size_t i = 0; i < n_names; i++)
+        free(names[i]);
+    if (d)
+        (void)closedir(d);
+    attest_free(set);
+    return r;
+}
+
+struct emit_ctx {
+    struct selector_set *out;
+    uint64_t deadline_ns;
+    unsigned count;
+    bool late;
+};
+
+static int emit_selector(void *opaque, const char *type, const char *key, const char *value)
+{
+    struct emit_ctx *ctx = opaque;
+    if (!type || !key || !value)
+        return -EINVAL;
+    if (monotonic_ns() > ctx->deadline_ns) {
+        ctx->late = true;
+        return -ETIMEDOUT;
+    }
+    if (ctx->count >= ATTEST_MAX_SELECTORS_PER_PLUGIN)
+        return -E2BIG;
+    int r = selector_set_add(ctx->out, type, key, value);
+    if (r == 0)
+        ctx->count++;
+    return r;
+}
+
+int attest_run(const struct attest *set, struct sockid_peer *peer, uint32_t timeout_ms,
+               struct selector_set *out, char *reason, size_t reason_len)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const struct plugin *p = &set->plugins[i];
+        size_t mark = out->n;
+        struct emit_ctx ctx = {
+            .out = out,
+            .deadline_ns = monotonic_ns() + (uint64_t)timeout_ms * 1000000ull,
+        };
+        peer->deadline_ns = ctx.deadline_ns;
+        int r = p->desc->attest(p->state, peer, emit_selector, &ctx);
+        bool late = ctx.late || monotonic_ns() > ctx.deadline_ns;
+        if (r == 0 && !late)
+            continue;
+        /* A failed or late attestor contributes nothing, not even what it
+         * emitted before failing. */
+        selector_set_truncate(out, mark);
+        if (p->required) {
+            if (late)
+                set_err(reason, reason_len, "required attestor %s did not finish within %u ms",
+                        p->desc->name, timeout_ms);
+            else
+                set_err(reason, reason_len, "required attestor %s failed: %s", p->desc->name,
+                        strerror(r < 0 ? -r : EIO));
+            return -EPERM;
+        }
+    }
+    return 0;
+}

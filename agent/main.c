@@ -1,1 +1,246 @@
-/* placeholder: being written */
+/* sockid-agent: configuration, kernel feature probe, plugins, then serve. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "attest.h"
+#include "config.h"
+#include "log.h"
+#include "peer.h"
+#include "server.h"
+
+enum {
+    EXIT_RUNTIME = 1, /* could not start or serve */
+    EXIT_USAGE = 2,   /* bad flags or config */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: sockid-agent [OPTIONS]\n"
+            "\n"
+            "Kernel-attested workload identity agent: answers workloads on a Unix socket\n"
+            "with what the kernel says about them.\n"
+            "\n"
+            "Options (each overrides the config file's [agent] key of the same name):\n"
+            "  -c, --config PATH        config file (default " CONFIG_DEFAULT_PATH
+            "; missing is fine\n"
+            "                           unless given explicitly)\n"
+            "  -s, --socket PATH        workload socket (default /run/sockid/agent.sock)\n"
+            "      --admin-socket PATH  admin socket (default /run/sockid/admin.sock)\n"
+            "  -d, --data-dir DIR       state directory (default /var/lib/sockid)\n"
+            "      --trust-domain NAME  trust domain of issued identities (default example.org)\n"
+            "      --plugin-dir DIR     attestor plugins (default: " SOCKID_PLUGIN_RELDIR "\n"
+            "                           relative to this binary's directory)\n"
+            "      --log-format FORMAT  text or json (default text)\n"
+            "  -v, --verbose            log debug messages too\n"
+            "  -h, --help               show this help\n"
+            "  -V, --version            show the version\n");
+}
+
+/* Where plugins are when the config does not say: the install layout,
+ * relative to this binary, so the build tree and an install both work. */
+static char *default_plugin_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", dirname(exe), SOCKID_PLUGIN_RELDIR) < 0)
+        return NULL;
+    char *real = realpath(out, NULL);
+    if (real) {
+        free(out);
+        return real;
+    }
+    return out;
+}
+
+static int ensure_data_dir(const char *dir, char *err, size_t err_len)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            (void)snprintf(err, err_len, "data directory %s is not a directory", dir);
+            return -ENOTDIR;
+        }
+        return 0;
+    }
+    if (errno != ENOENT || mkdir(dir, 0700) < 0) {
+        (void)snprintf(err, err_len, "cannot create data directory %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"socket", required_argument, NULL, 's'},
+        {"admin-socket", required_argument, NULL, 'A'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"trust-domain", required_argument, NULL, 'T'},
+        {"plugin-dir", required_argument, NULL, 'P'},
+        {"log-format", required_argument, NULL, 'L'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+    };
+    static const char shortopts[] = "c:s:d:vhV";
+    struct config *cfg = NULL;
+    struct attest *attest = NULL;
+    struct server *server = NULL;
+    char *plugin_dir = NULL;
+    char err[CONFIG_ERR_MAX];
+    int status = EXIT_USAGE;
+    bool verbose = false;
+    const char *config_path = NULL;
+    int opt;
+
+    /* First pass: only --config, --help and --version, so the file is read
+     * before the flags that override it. */
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
+        if (opt == 'c')
+            config_path = optarg;
+        else if (opt == 'h') {
+            usage(stdout);
+            return 0;
+        } else if (opt == 'V') {
+            printf("sockid-agent %s\n", SOCKID_VERSION);
+            return 0;
+        }
+    }
+
+    if (config_new(&cfg) < 0) {
+        fprintf(stderr, "sockid-agent: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    const char *path = config_path ? config_path : CONFIG_DEFAULT_PATH;
+    int r = config_load_file(cfg, path, err, sizeof(err));
+    if (r == -ENOENT && !config_path) {
+        r = 0; /* no config file: run on defaults and flags */
+    } else if (r < 0) {
+        fprintf(stderr, "sockid-agent: %s\n", err);
+        goto out;
+    }
+
+    opterr = 1;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
+        const char *key = NULL;
+        switch (opt) {
+        case 'c':
+            continue;
+        case 's':
+            key = "socket";
+            break;
+        case 'A':
+            key = "admin_socket";
+            break;
+        case 'd':
+            key = "data_dir";
+            break;
+        case 'T':
+            key = "trust_domain";
+            break;
+        case 'P':
+            key = "plugin_dir";
+            break;
+        case 'L':
+            key = "log_format";
+            break;
+        case 'v':
+            verbose = true;
+            continue;
+        default:
+            fprintf(stderr, "sockid-agent: run 'sockid-agent --help' for the options\n");
+            goto out;
+        }
+        if (config_set(cfg, key, optarg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "sockid-agent: %s\n", err);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sockid-agent: unexpected argument '%s'; run 'sockid-agent --help'\n",
+                argv[optind]);
+        goto out;
+    }
+
+    status = EXIT_RUNTIME;
+    log_setup(cfg->log_format, verbose ? LOG_DEBUG : LOG_INFO);
+
+    struct peer_features features;
+    peer_probe(&features);
+    log_info("sockid-agent %s: SO_PEERPIDFD %s, PIDFD_GET_INFO %s, SO_PEERGROUPS %s",
+             SOCKID_VERSION, features.peer_pidfd ? "yes" : "no",
+             features.pidfd_get_info ? "yes" : "no", features.peer_groups ? "yes" : "no");
+    if (!features.peer_pidfd) {
+        if (cfg->require_peer_pidfd) {
+            log_error("this kernel has no SO_PEERPIDFD (Linux 6.5+) and require_peer_pidfd is "
+                      "set; run on a newer kernel or unset require_peer_pidfd");
+            goto out;
+        }
+        log_warn("this kernel has no SO_PEERPIDFD: falling back to pidfd_open() after accept, "
+                 "which cannot tell a peer that exited before accept from a newer process with "
+                 "its pid if that process started before the accept; use Linux 6.5+ or set "
+                 "require_peer_pidfd to refuse to run like this");
+    }
+
+    if (ensure_data_dir(cfg->data_dir, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+
+    plugin_dir = cfg->plugin_dir ? strdup(cfg->plugin_dir) : default_plugin_dir();
+    if (!plugin_dir) {
+        log_error("cannot find the plugin directory; set plugin_dir in the config or pass "
+                  "--plugin-dir");
+        goto out;
+    }
+    if (attest_load(cfg, plugin_dir, &attest, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    for (size_t i = 0; i < attest_count(attest); i++)
+        log_info("attestor %s loaded from %s", attest_name(attest, i), plugin_dir);
+    if (attest_count(attest) == 0)
+        log_warn("no attestor plugins in %s: workloads will carry no selectors", plugin_dir);
+
+    /* SIGTERM and SIGINT arrive through the server's signalfd; SIGPIPE never
+     * (sends use MSG_NOSIGNAL, but plugins might write to pipes). */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        log_error("cannot set up signal handling: %s", strerror(errno));
+        goto out;
+    }
+
+    if (server_new(cfg, attest, &features, &server, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    status = server_run(server) < 0 ? EXIT_RUNTIME : 0;
+
+out:
+    server = server_free(server);
+    attest = attest_free(attest);
+    free(plugin_dir);
+    cfg = config_free(cfg);
+    return status;
+}

@@ -21,6 +21,8 @@
 
 #include <sockid/attestor.h>
 
+#define PEER_INIT {.pidfd = -1, .proc_fd = -1}
+
 /* What this kernel offers; probed once at startup. */
 struct peer_features {
     bool peer_pidfd;    /* SO_PEERPIDFD (Linux 6.5+) */
@@ -64,7 +66,8 @@ __attribute__((warn_unused_result)) int peer_verify(const struct peer *peer,
 /* The read-only view handed to attestors. */
 void peer_view(const struct peer *peer, uint64_t deadline_ns, struct sockid_peer *ret);
 
-/* Closes the fds and frees the groups; safe on a zeroed or released peer. */
+/* Closes the fds and frees the groups; safe on a peer set to PEER_INIT, on a
+ * released one, and on the ret of a failed peer_capture left as it was. */
 void peer_release(struct peer *peer);
 
 /* Lower-level steps, exposed for unit tests. */

@@ -72,19 +72,24 @@ struct sockid_peer {
     size_t n_groups;
     int proc_dirfd;       /* /proc/<pid>, O_DIRECTORY; borrowed, do not close */
     uint64_t cgroup_id;   /* cgroup v2 id from PIDFD_GET_INFO, 0 if unknown */
-    uint64_t deadline_ns; /* CLOCK_MONOTONIC time by which attest() returns */
+    uint64_t deadline_ns; /* CLOCK_MONOTONIC time by which attest() returns;
+                             always set by the host */
 };
 
 /* Emits one selector "type:key:value". Returns 0, or a negative errno when the
- * host refuses it (-EINVAL malformed, -E2BIG over a limit, -ETIMEDOUT past the
- * deadline); a plugin should stop and return that error. */
+ * host refuses it: -EINVAL when a part is malformed or longer than its limit
+ * above; -E2BIG when there is no room for more selectors (256 per attestor
+ * per peer, 512 per peer in all); -ETIMEDOUT past the deadline. A plugin
+ * should stop and return that error, unless leaving out that one selector
+ * is the better answer (selectors only ever add rights, so a missing one can
+ * only make fewer entries match). */
 typedef int (*sockid_emit_fn)(void *emit_ctx, const char *type, const char *key,
                               const char *value);
 
 /* The plugin's section of the agent's config ([attestor.NAME]), without the
  * keys the host itself interprets ("required"). */
 struct sockid_attestor_config {
-    uint32_t struct_size;
+    uint32_t struct_size; /* the host's; fields past it do not exist */
     size_t n;
     const char *const *keys;
     const char *const *values;
@@ -114,6 +119,11 @@ struct sockid_attestor {
 };
 
 typedef const struct sockid_attestor *(*sockid_attestor_entry_fn)(void);
+
+/* The entry point every plugin defines. Declared here, exported, so that a
+ * plugin built with -fvisibility=hidden still exports it and builds cleanly
+ * with -Wmissing-prototypes. */
+SOCKID_ATTESTOR_EXPORT const struct sockid_attestor *sockid_attestor(void);
 
 #ifdef __cplusplus
 }

@@ -60,6 +60,22 @@ struct sockid_client;
  * request); -1 waits forever. */
 SOCKID_API SOCKID_WUR int sockid_client_open(const char *path, int timeout_ms,
                                              struct sockid_client **ret);
+
+/* As sockid_client_open(), and when it fails, writes a sentence naming the
+ * socket and saying what to do into errbuf (at most errbuf_size bytes, always
+ * NUL-terminated; errbuf may be NULL), e.g. "no agent at
+ * /run/sockid/agent.sock: start sockid-agent, or set SOCKID_AGENT_SOCKET to
+ * the socket it listens on". */
+#define SOCKID_ERRBUF_SIZE 256
+SOCKID_API SOCKID_WUR int sockid_client_open_errbuf(const char *path, int timeout_ms,
+                                                    struct sockid_client **ret, char *errbuf,
+                                                    size_t errbuf_size);
+
+/* Wraps a stream socket already connected to the agent (an inherited fd, or
+ * one end of a socketpair() in tests). Takes ownership of fd on success only:
+ * sockid_client_close() closes it. */
+SOCKID_API SOCKID_WUR int sockid_client_open_fd(int fd, int timeout_ms, struct sockid_client **ret);
+
 SOCKID_API struct sockid_client *sockid_client_close(struct sockid_client *c);
 
 /* The agent's explanation of the last refusal, or a description of the last

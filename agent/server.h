@@ -1,0 +1,33 @@
+/* The workload socket: listening, event loop, connections, framing, limits.
+ *
+ * One event loop per thread, each with its own epoll set; a connection lives
+ * on one loop from accept to close. This issue runs one loop; the structure
+ * (per-loop state, no shared mutable state on the request path) is what N
+ * loops need. */
+#ifndef SOCKID_SERVER_H
+#define SOCKID_SERVER_H
+
+#include <stddef.h>
+
+#include "attest.h"
+#include "config.h"
+#include "peer.h"
+
+struct server;
+
+/* Prepares the socket: creates its directory, takes PATH.lock, refuses when
+ * another agent answers on the socket, removes a stale socket file, binds
+ * with cfg->socket_mode. On failure writes why into err. */
+__attribute__((warn_unused_result)) int server_new(const struct config *cfg,
+                                                   const struct attest *attest,
+                                                   const struct peer_features *features,
+                                                   struct server **ret, char *err,
+                                                   size_t err_len);
+
+/* Serves until SIGTERM or SIGINT (which the caller has blocked), then stops
+ * accepting, finishes what is in flight, removes the socket and returns 0. */
+__attribute__((warn_unused_result)) int server_run(struct server *s);
+
+struct server *server_free(struct server *s);
+
+#endif

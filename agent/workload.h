@@ -1,0 +1,46 @@
+/* The workload socket's requests: what each one means, given a connection's
+ * captured peer. The server module owns sockets and framing; this module
+ * owns the answers, and logs each refusal once. */
+#ifndef SOCKID_WORKLOAD_H
+#define SOCKID_WORKLOAD_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "attest.h"
+#include "config.h"
+#include "peer.h"
+#include "selector.h"
+#include "workload.pb-c.h"
+
+/* What a request handler may use; one per event loop, reused per request. */
+struct workload_ctx {
+    const struct config *cfg;
+    const struct attest *attest;
+    const struct peer_features *features;
+    uint64_t started_ms; /* agent start, CLOCK_MONOTONIC */
+    struct arena *arena; /* response memory; reset by the caller per request */
+    struct selector_set *selectors; /* scratch */
+};
+
+/* The connection's peer as captured at accept: either captured, or refused
+ * with an error and reason. */
+struct workload_peer {
+    const struct peer *peer; /* NULL when capture failed */
+    int capture_error;       /* negative errno from peer_capture */
+    const char *capture_reason;
+    pid_t pid;               /* as SO_PEERCRED said, for logs */
+    uid_t uid;
+};
+
+/* Answers req into resp (which the caller initialized). Never fails: every
+ * problem becomes an error response. */
+void workload_handle(struct workload_ctx *ctx, const struct workload_peer *wp,
+                     const Sockid__Workload__Request *req, Sockid__Workload__Response *resp);
+
+/* Fills resp with an error of code and message (message copied into the
+ * arena). Used for requests that never reach workload_handle. */
+void workload_error(struct workload_ctx *ctx, Sockid__Workload__Response *resp,
+                    Sockid__ErrorCode code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif

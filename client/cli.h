@@ -1,0 +1,100 @@
+/* The sockid CLI: the subcommand table's entry type and what every
+ * subcommand shares (global options, opening the client, exit codes, output).
+ *
+ * Adding a subcommand: write cmd_NAME.c with cmd_NAME(), declare it below,
+ * add one line to the table in sockid.c and the file to CMakeLists.txt. */
+#ifndef SOCKID_CLI_H
+#define SOCKID_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include <sockid/client.h>
+
+/* Exit codes (DESIGN §1). */
+enum cli_exit {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_REFUSED = 1, /* refused or invalid */
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_UNREACHABLE = 3, /* no agent, or it did not answer in time */
+};
+
+#define CLI_DEFAULT_TIMEOUT_MS 5000
+
+/* Options that may come before the subcommand or among its own options. */
+struct cli_global {
+    const char *socket; /* NULL: $SOCKID_AGENT_SOCKET, else the default */
+    int timeout_ms;
+};
+
+struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv, struct cli_global *g);
+    const char *summary;
+};
+
+enum {
+    CLI_OPT_HELP = 'h',
+    CLI_OPT_SOCKET = 0x100,
+    CLI_OPT_TIMEOUT,
+    CLI_OPT_FIRST_FREE, /* a subcommand's own options: long-only, from here */
+};
+
+/* clang-format off */
+#define CLI_GLOBAL_OPTIONS                                   \
+    {"socket", required_argument, NULL, CLI_OPT_SOCKET},     \
+    {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},   \
+    {"help", no_argument, NULL, CLI_OPT_HELP}
+/* clang-format on */
+
+/* The help text's lines about the global options. */
+extern const char cli_global_help[];
+
+/* getopt_long over a subcommand's argv (argv[0] is its name), with GNU
+ * argument permutation and no messages of getopt's own. */
+int cli_getopt(int argc, char **argv, const struct option *options);
+
+/* Handles what a subcommand's own switch does not: the global options,
+ * unknown options and missing arguments. Returns CLI_EXIT_OK to go on
+ * parsing, or an exit code after printing why. */
+int cli_option(int opt, char **argv, struct cli_global *g, const char *command);
+
+/* Prints "sockid: <what>; run 'sockid [command] --help' for usage." and
+ * returns CLI_EXIT_USAGE. command may be NULL for the tool itself. */
+__attribute__((format(printf, 2, 3))) int cli_usage_error(const char *command, const char *fmt,
+                                                          ...);
+
+/* Prints "sockid: <what>" to stderr and returns code. */
+__attribute__((format(printf, 2, 3))) int cli_error(int code, const char *fmt, ...);
+
+/* Opens the client, or prints why not and returns the exit code. */
+int cli_open(const struct cli_global *g, struct sockid_client **ret);
+
+/* The exit code for a libsockid error code. */
+int cli_exit_code(int sockid_code);
+
+/* Prints the last error of c and returns the exit code for r. */
+int cli_fail(const struct sockid_client *c, int r);
+
+/* Writes s to f with control characters, bidirectional overrides and
+ * malformed UTF-8 escaped as \xHH, so that what the agent sends cannot
+ * forge lines or drive the terminal. */
+void cli_print_text(FILE *f, const char *s);
+
+/* A JSON string for s, or NULL after printing why (s is not valid UTF-8, so
+ * JSON cannot carry it exactly; or out of memory). what names s. */
+json_t *cli_json_string(const char *s, const char *what);
+
+/* A JSON array of n strings, or NULL after printing why. */
+json_t *cli_json_strings(char *const *items, size_t n, const char *what);
+
+/* Prints obj on one line to stdout and releases it; NULL (a failed build)
+ * prints nothing. Returns the exit code. */
+int cli_json_print(json_t *obj);
+
+/* Subcommands. */
+int cmd_whoami(int argc, char **argv, struct cli_global *g);
+int cmd_health(int argc, char **argv, struct cli_global *g);
+
+#endif
