@@ -20,6 +20,10 @@
 
 struct plugin {
     char *path;
+    /* The file as opened and checked, loaded through /proc/self/fd/N. Kept
+     * open while loaded: dlopen() matches names of loaded objects, so a
+     * reused fd number would make the next plugin resolve to this one. */
+    int fd;
     void *handle;
     const struct sockid_attestor *desc;
     void *state;
@@ -66,8 +70,10 @@ static void plugin_unload(struct plugin *p)
         p->desc->fini(p->state);
     if (p->handle)
         (void)dlclose(p->handle);
+    if (p->fd >= 0)
+        (void)close(p->fd);
     free(p->path);
-    *p = (struct plugin){0};
+    *p = (struct plugin){.fd = -1};
 }
 
 struct attest *attest_free(struct attest *set)
@@ -165,7 +171,7 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
                 ATTEST_MAX_PLUGINS);
         return -E2BIG;
     }
-    struct plugin p = {0};
+    struct plugin p = {.fd = -1};
     int r;
     /* Check the file we then load, not a path that could change between the
      * check and dlopen(): open it once and load it through /proc/self/fd. */
@@ -175,6 +181,7 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
         set_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
         return r;
     }
+    p.fd = fd;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         r = -errno;
@@ -264,10 +271,9 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
     if (r < 0)
         goto out;
     set->plugins[set->n++] = p;
-    p = (struct plugin){0};
+    p = (struct plugin){.fd = -1};
 out:
     plugin_unload(&p);
-    (void)close(fd);
     return r;
 }
 

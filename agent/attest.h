@@ -42,12 +42,15 @@ __attribute__((warn_unused_result)) int attest_new(struct attest **ret);
 struct attest *attest_free(struct attest *set);
 
 size_t attest_count(const struct attest *set);
+/* The i-th plugin's name, or NULL when i is out of range. */
 const char *attest_name(const struct attest *set, size_t i);
 
-/* Runs every attestor on peer (whose deadline_ns field attest_run sets per
- * call from timeout_ms) and adds their selectors to out. An attestor that
- * fails or overruns contributes nothing; if it is required, attest_run
- * returns -EPERM and writes which one and why into reason. Returns 0
+/* Runs every attestor on peer and adds their selectors to out. Each call
+ * gets its own deadline, timeout_ms from its start (attest_run sets
+ * peer->deadline_ns before each call). An attestor that fails or overruns
+ * contributes nothing, not even what it emitted before; if it is required,
+ * attest_run stops there, returns -EPERM and writes which one and why into
+ * reason (out then holds what the attestors before it emitted). Returns 0
  * otherwise. */
 __attribute__((warn_unused_result)) int attest_run(const struct attest *set,
                                                    struct sockid_peer *peer,

@@ -40,7 +40,7 @@
 
 #include <ini.h>
 
-#define CONFIG_FILE_MAX          (1024 * 1024)
+#define CONFIG_FILE_MAX          (1024u * 1024u)
 #define CONFIG_LINE_MAX          8192 /* cap, in case inih is given a larger buffer */
 #define CONFIG_VALUE_MAX         4096
 #define CONFIG_ATTESTORS_MAX     32
@@ -724,6 +724,11 @@ static int config_parse_section(struct config_parse *p, const char *line, size_t
         if (strlen(p->cfg->attestors[i].name) == name_len &&
             memcmp(p->cfg->attestors[i].name, name, name_len) == 0)
             break;
+    if (i >= CONFIG_ATTESTORS_MAX) {
+        config_fail(p, "section [%s]: at most %d attestor sections are allowed", shown,
+                    CONFIG_ATTESTORS_MAX);
+        return -EINVAL;
+    }
     if (i < p->cfg->n_attestors && p->attestor_line[i]) {
         config_fail(p, "section [%s] already appeared at line %u; each section may appear once",
                     shown, p->attestor_line[i]);
@@ -732,10 +737,6 @@ static int config_parse_section(struct config_parse *p, const char *line, size_t
     if (i < p->cfg->n_attestors) {
         /* An earlier file's section for this attestor: this one replaces it. */
         config_attestor_clear(&p->cfg->attestors[i]);
-    } else if (i >= CONFIG_ATTESTORS_MAX) {
-        config_fail(p, "section [%s]: at most %d attestor sections are allowed", shown,
-                    CONFIG_ATTESTORS_MAX);
-        return -EINVAL;
     } else if (config_attestor_append(p->cfg, name, name_len) < 0) {
         config_fail_nomem(p);
         return -ENOMEM;
@@ -975,7 +976,7 @@ int config_load_buffer(struct config *cfg, const char *name, const char *buf, si
     if (!name)
         name = "(config)";
     if (len > CONFIG_FILE_MAX) {
-        config_err(err, err_len, "%s: is %zu bytes; at most %d are allowed", name, len,
+        config_err(err, err_len, "%s: is %zu bytes; at most %u are allowed", name, len,
                    CONFIG_FILE_MAX);
         return -EFBIG;
     }
@@ -1071,12 +1072,13 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 
     r = config_read_file(path, &buf, &len);
     if (r == -EFBIG) {
-        config_err(err, err_len, "%s: larger than %d bytes, the most a config file may be", path,
+        config_err(err, err_len, "%s: larger than %u bytes, the most a config file may be", path,
                    CONFIG_FILE_MAX);
         return r;
     }
     if (r < 0) {
-        config_err(err, err_len, "%s: cannot read: %s", path, strerrordesc_np(-r));
+        const char *why = strerrordesc_np(-r);
+        config_err(err, err_len, "%s: cannot read: %s", path, why ? why : "unknown error");
         return r;
     }
     r = config_load_buffer(cfg, path, buf, len, err, err_len);
@@ -1097,7 +1099,7 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
     /* Accept the flag's spelling too ("max-frame"): main may pass either. */
     if (strlen(key) < sizeof(name)) {
         for (i = 0; key[i]; i++)
-            name[i] = key[i] == '-' ? '_' : key[i];
+            name[i] = (char)(key[i] == '-' ? '_' : key[i]);
         name[i] = '\0';
         k = config_key_find(name);
     }

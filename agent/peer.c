@@ -449,7 +449,7 @@ int peer_verify(const struct peer *peer, const struct peer_features *features, c
     int r;
 
     if (features->pidfd_get_info) {
-        struct peer_pidfd_info info;
+        struct peer_pidfd_info info = {0};
         r = pidfd_get_info(peer->pidfd, &info);
         if (r == 0 && (pid_t)info.pid != peer->pid)
             r = -ESRCH;

@@ -51,7 +51,8 @@ void peer_probe(struct peer_features *ret);
  *  -EPERM   the peer is in a pid namespace the agent cannot see (pid 0);
  *  -ENOTSUP the kernel has no SO_PEERPIDFD and require_pidfd is set;
  *  another negative errno for system errors.
- * On failure writes a reason a person can act on into reason. */
+ * On failure writes a reason a person can act on into reason and leaves ret
+ * untouched. */
 __attribute__((warn_unused_result)) int peer_capture(int fd, const struct peer_features *features,
                                                      bool require_pidfd, struct peer *ret,
                                                      char *reason, size_t reason_len);
@@ -79,7 +80,8 @@ __attribute__((warn_unused_result)) int peer_pidfd_pid_fdinfo(int pidfd, pid_t *
 /* The fallback for kernels without SO_PEERPIDFD: pidfd_open(pid), then a
  * check that the process started no later than accepted_boot_ns
  * (CLOCK_BOOTTIME), so that a process born after the connection cannot pass
- * for the one that connected. Has a window the real option does not. */
+ * for the one that connected (-ESRCH). Has a window the real option does
+ * not. */
 __attribute__((warn_unused_result)) int peer_pidfd_fallback(pid_t pid, uint64_t accepted_boot_ns,
                                                             int *ret_pidfd);
 

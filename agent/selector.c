@@ -90,6 +90,10 @@ bool selector_value_valid(const char *value, size_t len, char *err, size_t err_l
         size_t n = utf8_seq(p + i, len - i);
         if (n == 0)
             return fail(err, err_len, "selector value is not valid UTF-8");
+        /* C1 controls (U+0080..U+009F): U+009B alone starts a terminal
+         * escape sequence on an operator's screen. */
+        if (n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)
+            return fail(err, err_len, "selector value holds a control character");
         i += n;
     }
     return true;

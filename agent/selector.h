@@ -2,7 +2,7 @@
  *
  * type  [a-z0-9_-], 1..SOCKID_SELECTOR_TYPE_MAX bytes
  * key   printable ASCII except ':', 1..SOCKID_SELECTOR_KEY_MAX bytes
- * value valid UTF-8 without control characters, 1..SOCKID_SELECTOR_VALUE_MAX
+ * value valid UTF-8 without control characters (C0, DEL, C1), 1..SOCKID_SELECTOR_VALUE_MAX
  *       bytes; may itself hold ':' (the value is everything after the
  *       second colon). */
 #ifndef SOCKID_SELECTOR_H

@@ -1,6 +1,7 @@
 #include "arena.h"
 
 #include <stdalign.h>
+#include <stdint.h>
 
 static void *arena_pb_alloc(void *data, size_t n)
 {
@@ -33,8 +34,10 @@ void arena_reset(struct arena *a)
 
 void *arena_alloc(struct arena *a, size_t n)
 {
-    const size_t align = alignof(max_align_t);
-    size_t start = (a->used + align - 1) & ~(align - 1);
+    /* Align the address, not the offset: the caller's buffer may not be. */
+    const uintptr_t align = alignof(max_align_t);
+    uintptr_t at = (uintptr_t)(a->base + a->used);
+    size_t start = a->used + (size_t)(((at + align - 1) & ~(align - 1)) - at);
     if (n == 0)
         n = 1;
     if (start > a->cap || n > a->cap - start) {
