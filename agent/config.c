@@ -60,6 +60,7 @@ enum config_kind {
     CONFIG_KIND_LOG_FORMAT,
     CONFIG_KIND_U32,
     CONFIG_KIND_BOOL,
+    CONFIG_KIND_ID_LIST,
 };
 
 struct config_key {
@@ -82,6 +83,11 @@ static const struct config_key config_keys[] = {
     CONFIG_KEY("trust_domain", CONFIG_KIND_TRUST_DOMAIN, trust_domain, 0, 0),
     CONFIG_KEY("plugin_dir", CONFIG_KIND_PATH, plugin_dir, 0, 0),
     CONFIG_KEY("socket_mode", CONFIG_KIND_MODE, socket_mode, 0, 0777),
+    CONFIG_KEY("admin_socket_mode", CONFIG_KIND_MODE, admin_socket_mode, 0, 0777),
+    CONFIG_KEY("admin_uids", CONFIG_KIND_ID_LIST, admin_uids, 0, 0),
+    CONFIG_KEY("admin_gids", CONFIG_KIND_ID_LIST, admin_gids, 0, 0),
+    CONFIG_KEY("default_ttl", CONFIG_KIND_U32, default_ttl, 1, 31536000),
+    CONFIG_KEY("max_ttl", CONFIG_KIND_U32, max_ttl, 1, 31536000),
     CONFIG_KEY("log_format", CONFIG_KIND_LOG_FORMAT, log_format, 0, 0),
     CONFIG_KEY("max_frame", CONFIG_KIND_U32, max_frame, 512, 16777216),
     CONFIG_KEY("request_memory", CONFIG_KIND_U32, request_memory, 512, 268435456),
@@ -106,6 +112,7 @@ static const struct config_rule config_rules[] = {
     {"max_frame", "request_memory", false},
     {"max_connections_per_uid", "max_connections", false},
     {"socket", "admin_socket", true},
+    {"default_ttl", "max_ttl", false},
 };
 
 /* How a message names a key: as in the file, or as a flag. */
@@ -268,6 +275,34 @@ static bool config_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t
 }
 
 /* One to four octal digits, at most 0777. */
+/* "0, 1000 2000": numbers separated by commas and/or blanks; an empty
+ * value is an empty list. */
+static bool config_parse_id_list(const char *s, struct config_id_list *ret)
+{
+    struct config_id_list list = {0};
+    char num[16];
+
+    while (*s) {
+        size_t n = 0;
+        while (*s == ' ' || *s == '\t' || *s == ',')
+            s++;
+        if (!*s)
+            break;
+        while (*s && *s != ' ' && *s != '\t' && *s != ',') {
+            if (n + 1 >= sizeof(num))
+                return false;
+            num[n++] = *s++;
+        }
+        num[n] = '\0';
+        /* uid_t -1 means "no change" to the kernel: never an identity. */
+        if (list.n >= CONFIG_ID_LIST_MAX || !config_parse_u32(num, 0, 4294967294u, &list.ids[list.n]))
+            return false;
+        list.n++;
+    }
+    *ret = list;
+    return true;
+}
+
 static bool config_parse_mode(const char *s, uint32_t *ret)
 {
     uint32_t v = 0;
@@ -421,6 +456,15 @@ static int config_key_apply(struct config *cfg, const struct config_key *k, cons
         }
         *(uint32_t *)(void *)field = u;
         return 0;
+    case CONFIG_KIND_ID_LIST:
+        if (!config_parse_id_list(value, (struct config_id_list *)(void *)field)) {
+            config_err(why, why_len,
+                       "must be a list of at most %u numeric ids separated by commas or spaces, "
+                       "got \"%s\"",
+                       CONFIG_ID_LIST_MAX, config_quote(q, sizeof(q), value));
+            return -EINVAL;
+        }
+        return 0;
     case CONFIG_KIND_BOOL:
         if (!config_parse_bool(value, &b)) {
             config_err(why, why_len, "must be true, false, yes, no, 1 or 0, got \"%s\"",
@@ -550,6 +594,9 @@ int config_new(struct config **ret)
         return -ENOMEM;
     }
     cfg->socket_mode = 0666;
+    cfg->admin_socket_mode = 0600;
+    cfg->default_ttl = 300;
+    cfg->max_ttl = 86400;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->max_frame = 65536;
     cfg->request_memory = 262144;

@@ -28,6 +28,13 @@ enum log_format {
     LOG_FORMAT_JSON,
 };
 
+/* A list of numeric uids or gids, "0, 1000 2000" in the file. */
+#define CONFIG_ID_LIST_MAX 64u
+struct config_id_list {
+    size_t n;
+    uint32_t ids[CONFIG_ID_LIST_MAX];
+};
+
 struct config_attestor {
     char *name;      /* from the section name [attestor.NAME] */
     bool required;   /* a failure of this attestor refuses the request */
@@ -43,6 +50,14 @@ struct config {
     char *trust_domain;       /* trust_domain; default "example.org" */
     char *plugin_dir;         /* plugin_dir; NULL: next to the binary, see main.c */
     uint32_t socket_mode;     /* socket_mode, octal; default 0666 */
+    uint32_t admin_socket_mode; /* admin_socket_mode, octal; default 0600 */
+    struct config_id_list admin_uids; /* admin_uids: uids allowed on the admin
+                                         socket besides root and the agent's
+                                         own uid, which always are */
+    struct config_id_list admin_gids; /* admin_gids: so are members (primary or
+                                         supplementary) of these groups */
+    uint32_t default_ttl;     /* default_ttl seconds of an entry's tokens; 300 */
+    uint32_t max_ttl;         /* max_ttl: no entry's ttl may exceed it; 86400 */
     enum log_format log_format; /* log_format = text | json */
 
     uint32_t max_frame;            /* max_frame bytes; default 65536; 512..16 MiB */

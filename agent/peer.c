@@ -387,9 +387,11 @@ int peer_capture(int fd, const struct peer_features *features, bool require_pidf
             if (info.euid != p.uid || info.egid != p.gid) {
                 r = -EPERM;
                 set_reason(reason, reason_len,
-                           "peer's credentials changed since it connected (uid %lu at connect, "
-                           "now %lu); connect again under the identity you want attested",
-                           (unsigned long)p.uid, (unsigned long)info.euid);
+                           "peer's credentials changed since it connected (uid %lu gid %lu at "
+                           "connect, now uid %lu gid %lu); connect again under the identity you "
+                           "want attested",
+                           (unsigned long)p.uid, (unsigned long)p.gid, (unsigned long)info.euid,
+                           (unsigned long)info.egid);
                 goto fail;
             }
         }

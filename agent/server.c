@@ -678,7 +678,10 @@ int server_run(struct server *s)
                 if (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                     log_info("received signal %u", si.ssi_signo);
                 begin_stop(s);
-                continue;
+                /* begin_stop closed connections that later events in this
+                 * batch may name; what is left open is reported again by
+                 * the next epoll_wait. */
+                break;
             }
             struct conn *c = tag;
             int r = 0;

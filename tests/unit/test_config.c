@@ -22,7 +22,8 @@
 #include "config.h"
 
 #define KNOWN_KEYS                                                                                 \
-    "socket, admin_socket, data_dir, trust_domain, plugin_dir, socket_mode, log_format, "          \
+    "socket, admin_socket, data_dir, trust_domain, plugin_dir, socket_mode, admin_socket_mode, "   \
+    "admin_uids, admin_gids, default_ttl, max_ttl, log_format, "                                   \
     "max_frame, request_memory, max_connections, max_connections_per_uid, frame_timeout_ms, "      \
     "idle_timeout_ms, attest_timeout_ms, workers, require_peer_pidfd"
 
@@ -797,6 +798,7 @@ static void test_set_errors(void **state)
     expect_set_error("bogus", "1",
                      "--bogus: not a configuration option; known ones are: --socket, "
                      "--admin-socket, --data-dir, --trust-domain, --plugin-dir, --socket-mode, "
+                     "--admin-socket-mode, --admin-uids, --admin-gids, --default-ttl, --max-ttl, "
                      "--log-format, --max-frame, --request-memory, --max-connections, "
                      "--max-connections-per-uid, --frame-timeout-ms, --idle-timeout-ms, "
                      "--attest-timeout-ms, --workers, --require-peer-pidfd");
@@ -828,9 +830,46 @@ static void test_small_err_buffer(void **state)
     config_free(cfg);
 }
 
+/* admin_uids and admin_gids take numeric lists; default_ttl may not exceed
+ * max_ttl. */
+static void test_admin_and_ttl_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = new_config();
+    char err[CONFIG_ERR_MAX];
+    assert_int_equal(cfg->admin_socket_mode, 0600);
+    assert_int_equal(cfg->admin_uids.n, 0);
+    assert_int_equal(cfg->default_ttl, 300);
+    assert_int_equal(cfg->max_ttl, 86400);
+    static const char good[] = "[agent]\nadmin_uids = 1000, 1001 2000\nadmin_gids =\n"
+                               "admin_socket_mode = 0660\ndefault_ttl = 60\nmax_ttl = 3600\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", good, sizeof(good) - 1, err, sizeof(err)),
+                     0);
+    assert_int_equal(cfg->admin_uids.n, 3);
+    assert_int_equal(cfg->admin_uids.ids[0], 1000);
+    assert_int_equal(cfg->admin_uids.ids[2], 2000);
+    assert_int_equal(cfg->admin_gids.n, 0);
+    assert_int_equal(cfg->admin_socket_mode, 0660);
+
+    static const char bad[] = "[agent]\nadmin_uids = 1000, alice\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", bad, sizeof(bad) - 1, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "t.conf:2: key 'admin_uids': must be a list of at most 64 numeric ids "
+                             "separated by commas or spaces, got \"1000, alice\"");
+    assert_int_equal(cfg->admin_uids.n, 3); /* unchanged */
+
+    static const char ttl[] = "[agent]\nmax_ttl = 100\ndefault_ttl = 200\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", ttl, sizeof(ttl) - 1, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "t.conf:3: key 'default_ttl'"));
+    assert_non_null(strstr(err, "max_ttl"));
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_admin_and_ttl_keys),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_empty_and_comment_only),

@@ -1,0 +1,130 @@
+/* A small harness for integration tests that run the real sockid-agent.
+ *
+ * A test makes a temporary directory, starts the agent on DIR/agent.sock with
+ * its data in DIR/data and its stderr in DIR/agent.log, talks to it with the
+ * raw protocol helpers below, and stops it with SIGTERM, checking that it
+ * exits 0 and removes its socket.
+ *
+ * Failure is h_fail(): it prints one line, kills every agent this process
+ * started (and prints their logs), removes the temporary directories, and
+ * exits 1. A forked child that calls h_fail() only exits: cleanup belongs to
+ * the process that made the resources. Agents are started with
+ * PR_SET_PDEATHSIG, so even a test killed by a timeout leaves none behind.
+ * SOCKID_IT_SHOW_LOGS=1 prints the agents' logs at exit even on success.
+ * A struct agent must outlive the test (static or global): the harness keeps
+ * a pointer to it for the cleanup. */
+#ifndef SOCKID_IT_HARNESS_H
+#define SOCKID_IT_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "workload.pb-c.h"
+
+/* Exit status ctest reports as skipped. */
+#define H_SKIP 77
+/* The deadline of a single wait: a start, a response, a stop. Generous, so
+ * that a slow sanitizer build never fails a test; nothing waits for it
+ * unless something is wrong. */
+#define H_TIMEOUT_MS 10000
+
+#define H_PATH_MAX 512
+
+struct agent {
+    pid_t pid; /* 0: not running */
+    char exe[H_PATH_MAX];
+    char dir[H_PATH_MAX];
+    char sock[H_PATH_MAX];
+    char log[H_PATH_MAX];
+};
+
+__attribute__((noreturn, format(printf, 1, 2))) void h_fail(const char *fmt, ...);
+__attribute__((noreturn, format(printf, 1, 2))) void h_skip(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void h_note(const char *fmt, ...);
+
+#define H_CHECK(cond, ...)                                                                         \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            h_fail(__VA_ARGS__);                                                                   \
+    } while (0)
+
+/* Skips the test unless it runs as root. */
+void h_require_root(const char *why);
+
+/* Makes a mode-0755 temporary directory (so other uids reach the socket),
+ * removed on exit and on h_fail(). */
+void h_tmpdir(char ret[static H_PATH_MAX]);
+
+/* Writes text into DIR/name and stores the whole path in ret. */
+void h_write_file(const char *dir, const char *name, const char *text, char ret[static H_PATH_MAX]);
+
+/* Starts exe with --socket DIR/agent.sock --data-dir DIR/data and the extra
+ * arguments (NULL-terminated, may be NULL), stderr into DIR/agent.log, and
+ * waits until its socket accepts a connection. Fails the test if it exits
+ * or does not answer within H_TIMEOUT_MS. */
+void agent_start(struct agent *a, const char *exe, const char *dir, const char *const *extra);
+
+/* SIGTERM, then waits for the exit. Fails the test unless the agent exits
+ * with status 0 and its socket is gone. */
+void agent_stop(struct agent *a);
+
+/* Waits for an agent told to stop: fails the test unless it exits with
+ * status 0 within H_TIMEOUT_MS and its socket is gone. */
+void agent_expect_exit(struct agent *a, const char *what);
+
+/* SIGKILL and reap, for failure paths; safe on a stopped agent. */
+void agent_kill(struct agent *a);
+
+void agent_dump_log(const struct agent *a);
+
+/* Does the agent's log hold a line containing every one of the strings
+ * (NULL-terminated)? */
+bool agent_log_has_line(const struct agent *a, const char *const *needles);
+
+/* --- raw protocol ------------------------------------------------------ */
+
+/* A connected blocking socket, or a negative errno. */
+int proto_connect(const char *path);
+
+/* Packs req into one frame and sends it. */
+int proto_send(int fd, const Sockid__Workload__Request *req);
+
+/* Sends bytes as they are. */
+int proto_send_raw(int fd, const void *buf, size_t len);
+
+/* Reads one framed Response within timeout_ms. Returns 0 and a response to
+ * free with sockid__workload__response__free_unpacked(), or -ECONNRESET when
+ * the agent closed the connection, -ETIMEDOUT, -EBADMSG for bytes that do
+ * not decode, or another negative errno. */
+int proto_recv(int fd, int timeout_ms, Sockid__Workload__Response **ret);
+
+/* Sends one WhoAmI request and reads its answer (as proto_recv). */
+int proto_whoami(int fd, Sockid__Workload__Response **ret);
+
+/* Returns 0 once the agent has closed the connection (any bytes it sends
+ * first are discarded), -ETIMEDOUT if it did not within timeout_ms. */
+int proto_wait_closed(int fd, int timeout_ms);
+
+bool proto_has_selector(const Sockid__Workload__WhoAmIResponse *w, const char *selector);
+
+const char *proto_code_name(int code);
+
+/* One line for logs: "whoami pid=... uid=... selectors=[...]" or
+ * "error CODE: message". */
+void proto_describe(const Sockid__Workload__Response *resp, char *buf, size_t len);
+
+/* One line for the outcome of a proto_recv(): its response or its error. */
+void proto_describe_result(int r, const Sockid__Workload__Response *resp, char *buf, size_t len);
+
+/* Connects, asks WhoAmI and fails the test unless the answer is a WhoAmI
+ * response carrying unix:uid:<uid>. */
+void proto_expect_served(const char *sock, uid_t uid, const char *what);
+
+/* Passing a proto_recv() outcome from a child process to its parent over a
+ * stream socket (a socketpair): the result, then the response's bytes. */
+int report_send(int fd, int r, const Sockid__Workload__Response *resp);
+int report_recv(int fd, int timeout_ms, int *ret_r, Sockid__Workload__Response **ret_resp);
+
+#endif
