@@ -8,14 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "attest.h"
 #include "config.h"
 #include "log.h"
 #include "peer.h"
 #include "server.h"
+#include "store.h"
 
 enum {
     EXIT_RUNTIME = 1, /* could not start or serve */
@@ -102,6 +106,10 @@ int main(int argc, char **argv)
     struct config *cfg = NULL;
     struct attest *attest = NULL;
     struct server *server = NULL;
+    struct store *store = NULL;
+    struct entries_registry *registry = NULL;
+    struct admin admin;
+    bool admin_ready = false;
     char *plugin_dir = NULL;
     char err[CONFIG_ERR_MAX];
     int status = EXIT_USAGE;
@@ -182,6 +190,13 @@ int main(int argc, char **argv)
 
     status = EXIT_RUNTIME;
     log_setup(cfg->log_format, verbose ? LOG_DEBUG : LOG_INFO);
+    if (sodium_init() < 0) {
+        log_error("cannot initialize libsodium");
+        goto out;
+    }
+    struct timespec t0;
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t started_ms = (uint64_t)t0.tv_sec * 1000u + (uint64_t)t0.tv_nsec / 1000000u;
 
     struct peer_features features;
     peer_probe(&features);
@@ -204,6 +219,33 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+
+    if (store_open(cfg->data_dir, &store, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    struct entry **loaded = NULL;
+    size_t n_loaded = 0;
+    if (store_load(store, &loaded, &n_loaded, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    struct entries_snapshot *snap = NULL;
+    r = entries_snapshot_new(loaded, n_loaded, &snap);
+    for (size_t i = 0; i < n_loaded; i++)
+        entry_unref(loaded[i]);
+    free(loaded);
+    if (r == 0 && entries_registry_new(snap, &registry) < 0) {
+        snap = entries_snapshot_unref(snap);
+        r = -ENOMEM;
+    }
+    /* The registry holds the load's reference from here; admin takes its own. */
+    if (r < 0 || admin_init(&admin, cfg, store, registry, snap, started_ms) < 0) {
+        log_error("out of memory loading %zu entries", n_loaded);
+        goto out;
+    }
+    admin_ready = true;
+    log_info("loaded %zu entries from %s/%s", n_loaded, cfg->data_dir, STORE_FILE);
 
     plugin_dir = cfg->plugin_dir ? strdup(cfg->plugin_dir) : default_plugin_dir();
     if (!plugin_dir) {
@@ -234,7 +276,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (server_new(cfg, attest, &features, &server, err, sizeof(err)) < 0) {
+    if (server_new(cfg, attest, &admin, registry, &features, &server, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -242,6 +284,10 @@ int main(int argc, char **argv)
 
 out:
     server = server_free(server);
+    if (admin_ready)
+        admin_fini(&admin);
+    registry = entries_registry_free(registry);
+    store = store_close(store);
     attest = attest_free(attest);
     free(plugin_dir);
     cfg = config_free(cfg);

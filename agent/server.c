@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "frame.h"
 #include "log.h"
 #include "workload.h"
@@ -44,6 +45,7 @@ struct uid_slot {
 
 struct conn {
     int fd;
+    bool admin; /* came in on the admin socket */
     struct peer peer;
     bool captured;
     bool closing; /* close once the output is flushed */
@@ -70,18 +72,22 @@ struct loop {
     uint8_t *out_buf;
     size_t out_cap;
     struct workload_ctx wctx;
+    struct entries_reader reader;
     uint64_t next_sweep_ms;
 };
 
 struct server {
     const struct config *cfg;
     const struct attest *attest;
+    struct admin *admin;
+    struct entries_registry *registry;
     struct peer_features features;
     int listen_fd;
+    int admin_fd;
     int lock_fd;
     int signal_fd;
-    char *socket_path;
     bool socket_created;
+    bool admin_created;
     struct uid_slot *uids;
     size_t n_uids;
     size_t n_conns;
@@ -92,7 +98,7 @@ struct server {
 };
 
 /* Tags for the non-connection fds in the epoll set. */
-static char tag_listen, tag_signal;
+static char tag_listen, tag_admin, tag_signal;
 
 static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -158,7 +164,8 @@ static int clear_socket_path(const char *path, char *err, size_t err_len)
     (void)close(fd);
     if (r == 0) {
         set_err(err, err_len,
-                "another agent already answers on %s; stop it or choose another --socket", path);
+                "another agent already answers on %s; stop it or choose another socket path",
+                path);
         return -EADDRINUSE;
     }
     if (e != ECONNREFUSED) {
@@ -173,17 +180,60 @@ static int clear_socket_path(const char *path, char *err, size_t err_len)
     return 0;
 }
 
+/* Binds a listening socket at path with a deliberate mode, not whatever
+ * umask we inherited. */
+static int listen_unix(const char *path, uint32_t mode, int *ret_fd, char *err, size_t err_len)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        set_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter path",
+                path, sizeof(addr.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int r = mkdir_parents(path, 0755);
+    if (r < 0) {
+        set_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
+        return r;
+    }
+    r = clear_socket_path(path, err, err_len);
+    if (r < 0)
+        return r;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot create a socket: %s", strerror(errno));
+        return r;
+    }
+    mode_t old = umask(0777 & ~(mode_t)mode);
+    r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    int e = errno;
+    (void)umask(old);
+    if (r < 0) {
+        set_err(err, err_len, "cannot bind %s: %s", path, strerror(e));
+        (void)close(fd);
+        return -e;
+    }
+    if (chmod(path, (mode_t)mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot set up %s: %s", path, strerror(errno));
+        (void)unlink(path);
+        (void)close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
 static int server_listen(struct server *s, char *err, size_t err_len)
 {
     const char *path = s->cfg->socket_path;
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct sockaddr_un addr;
     if (strlen(path) >= sizeof(addr.sun_path)) {
         set_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter --socket",
                 path, sizeof(addr.sun_path) - 1);
         return -ENAMETOOLONG;
     }
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-
     int r = mkdir_parents(path, 0755);
     if (r < 0) {
         set_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
@@ -210,33 +260,19 @@ static int server_listen(struct server *s, char *err, size_t err_len)
             set_err(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
         return r == -EWOULDBLOCK ? -EADDRINUSE : r;
     }
-    r = clear_socket_path(path, err, err_len);
+    /* The workload socket is open to every local user by default, because
+     * identity comes from attestation, not from who can connect. */
+    r = listen_unix(path, s->cfg->socket_mode, &s->listen_fd, err, err_len);
     if (r < 0)
         return r;
-
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->listen_fd < 0) {
-        r = -errno;
-        set_err(err, err_len, "cannot create a socket: %s", strerror(errno));
-        return r;
-    }
-    /* The file mode is deliberate, not whatever umask we inherited: the
-     * workload socket is open to every local user by default, because
-     * identity comes from attestation, not from who can connect. */
-    mode_t old = umask(0777 & ~(mode_t)s->cfg->socket_mode);
-    r = bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr));
-    int e = errno;
-    (void)umask(old);
-    if (r < 0) {
-        set_err(err, err_len, "cannot bind %s: %s", path, strerror(e));
-        return -e;
-    }
     s->socket_created = true;
-    if (chmod(path, (mode_t)s->cfg->socket_mode) < 0 || listen(s->listen_fd, SOMAXCONN) < 0) {
-        r = -errno;
-        set_err(err, err_len, "cannot set up %s: %s", path, strerror(errno));
+    /* The admin socket is closed to all but the agent's user by default;
+     * every call on it is authorized again by the caller's credentials. */
+    r = listen_unix(s->cfg->admin_socket_path, s->cfg->admin_socket_mode, &s->admin_fd, err,
+                    err_len);
+    if (r < 0)
         return r;
-    }
+    s->admin_created = true;
     return 0;
 }
 
@@ -329,11 +365,11 @@ static int conn_send(struct server *s, struct conn *c, const uint8_t *buf, size_
     return conn_watch(s, c, EPOLLOUT, EPOLL_CTL_MOD);
 }
 
-/* Packs resp into a frame and sends it. */
-static int conn_reply(struct server *s, struct conn *c, const Sockid__Workload__Response *resp)
+/* Packs resp (a workload or admin Response) into a frame and sends it. */
+static int conn_reply(struct server *s, struct conn *c, const ProtobufCMessage *resp)
 {
     struct loop *l = &s->loop;
-    size_t size = sockid__workload__response__get_packed_size(resp);
+    size_t size = protobuf_c_message_get_packed_size(resp);
     if (size == 0 || size > RESPONSE_MAX) {
         log_error("a response of %zu bytes is over the %u-byte limit; closing the connection "
                   "of pid %ld",
@@ -348,7 +384,7 @@ static int conn_reply(struct server *s, struct conn *c, const Sockid__Workload__
         l->out_cap = FRAME_HEADER_SIZE + size;
     }
     frame_put_header(l->out_buf, (uint32_t)size);
-    (void)sockid__workload__response__pack(resp, l->out_buf + FRAME_HEADER_SIZE);
+    (void)protobuf_c_message_pack(resp, l->out_buf + FRAME_HEADER_SIZE);
     return conn_send(s, c, l->out_buf, FRAME_HEADER_SIZE + size);
 }
 
@@ -358,9 +394,47 @@ static int conn_reply_error(struct server *s, struct conn *c, Sockid__ErrorCode 
 {
     struct loop *l = &s->loop;
     arena_reset(&l->arena);
+    if (c->admin) {
+        Sockid__Admin__Response resp = SOCKID__ADMIN__RESPONSE__INIT;
+        admin_error(&l->arena, &resp, code, "%s", msg);
+        return conn_reply(s, c, &resp.base);
+    }
     Sockid__Workload__Response resp = SOCKID__WORKLOAD__RESPONSE__INIT;
     workload_error(&l->wctx, &resp, code, "%s", msg);
-    return conn_reply(s, c, &resp);
+    return conn_reply(s, c, &resp.base);
+}
+
+static int conn_handle_admin(struct server *s, struct conn *c, const uint8_t *payload,
+                             uint32_t len)
+{
+    struct loop *l = &s->loop;
+    Sockid__Admin__Response resp = SOCKID__ADMIN__RESPONSE__INIT;
+    Sockid__Admin__Request *req = sockid__admin__request__unpack(&l->arena.allocator, len, payload);
+    if (!req) {
+        const char *msg = l->arena.exhausted
+                              ? "the request needs more memory to decode than request_memory "
+                                "allows; send fewer or smaller fields"
+                              : "the request is not a valid sockid.admin.Request protobuf message";
+        log_refusal(c->cred_pid, c->cred_uid, "admin", msg);
+        admin_error(&l->arena, &resp,
+                    l->arena.exhausted ? SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED
+                                       : SOCKID__ERROR_CODE__INVALID_ARGUMENT,
+                    "%s", msg);
+        return conn_reply(s, c, &resp.base);
+    }
+    struct admin_caller caller = {
+        .pid = c->cred_pid,
+        .uid = c->cred_uid,
+        .gid = c->captured ? c->peer.gid : (gid_t)-1,
+        .groups = c->peer.groups,
+        .n_groups = c->peer.n_groups,
+        .known = c->captured,
+    };
+    struct entries_snapshot *hold = NULL;
+    admin_handle(s->admin, &l->arena, &caller, req, &resp, &hold);
+    int r = conn_reply(s, c, &resp.base);
+    entries_snapshot_unref(hold);
+    return r;
 }
 
 static int conn_handle_frame(struct server *s, struct conn *c, const uint8_t *payload,
@@ -368,6 +442,8 @@ static int conn_handle_frame(struct server *s, struct conn *c, const uint8_t *pa
 {
     struct loop *l = &s->loop;
     arena_reset(&l->arena);
+    if (c->admin)
+        return conn_handle_admin(s, c, payload, len);
     Sockid__Workload__Response resp = SOCKID__WORKLOAD__RESPONSE__INIT;
     Sockid__Workload__Request *req =
         sockid__workload__request__unpack(&l->arena.allocator, len, payload);
@@ -386,7 +462,7 @@ static int conn_handle_frame(struct server *s, struct conn *c, const uint8_t *pa
                        l->arena.exhausted ? SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED
                                           : SOCKID__ERROR_CODE__INVALID_ARGUMENT,
                        "%s", msg);
-        return conn_reply(s, c, &resp);
+        return conn_reply(s, c, &resp.base);
     }
     struct workload_peer wp = {
         .peer = c->captured ? &c->peer : NULL,
@@ -395,9 +471,10 @@ static int conn_handle_frame(struct server *s, struct conn *c, const uint8_t *pa
         .pid = c->cred_pid,
         .uid = c->cred_uid,
     };
+    l->wctx.entries = entries_reader_get(s->registry, &l->reader);
     workload_handle(&l->wctx, &wp, req, &resp);
     /* Memory of req and resp belongs to the arena, reset per request. */
-    return conn_reply(s, c, &resp);
+    return conn_reply(s, c, &resp.base);
 }
 
 /* Answers every whole frame in the input buffer, in order, until output
@@ -504,24 +581,29 @@ static int conn_flush(struct server *s, struct conn *c)
 }
 
 /* Refuses a connection over a limit: one error frame, then close. */
-static void reject(struct server *s, int fd, pid_t pid, uid_t uid, const char *msg)
+static void reject(struct server *s, int fd, bool admin, pid_t pid, uid_t uid, const char *msg)
 {
     log_refusal(pid, uid, "connect", msg);
     struct loop *l = &s->loop;
     arena_reset(&l->arena);
-    Sockid__Workload__Response resp = SOCKID__WORKLOAD__RESPONSE__INIT;
-    workload_error(&l->wctx, &resp, SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED, "%s", msg);
-    size_t size = sockid__workload__response__get_packed_size(&resp);
+    Sockid__Workload__Response wresp = SOCKID__WORKLOAD__RESPONSE__INIT;
+    Sockid__Admin__Response aresp = SOCKID__ADMIN__RESPONSE__INIT;
+    const ProtobufCMessage *resp = admin ? &aresp.base : &wresp.base;
+    if (admin)
+        admin_error(&l->arena, &aresp, SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED, "%s", msg);
+    else
+        workload_error(&l->wctx, &wresp, SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED, "%s", msg);
+    size_t size = protobuf_c_message_get_packed_size(resp);
     uint8_t buf[FRAME_HEADER_SIZE + 1024];
     if (size <= sizeof(buf) - FRAME_HEADER_SIZE) {
         frame_put_header(buf, (uint32_t)size);
-        (void)sockid__workload__response__pack(&resp, buf + FRAME_HEADER_SIZE);
+        (void)protobuf_c_message_pack(resp, buf + FRAME_HEADER_SIZE);
         (void)send(fd, buf, FRAME_HEADER_SIZE + size, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     (void)close(fd);
 }
 
-static void conn_open(struct server *s, int fd)
+static void conn_open(struct server *s, int fd, bool admin)
 {
     struct ucred cred = {0};
     socklen_t len = sizeof(cred);
@@ -536,7 +618,7 @@ static void conn_open(struct server *s, int fd)
                        "the agent has %u connections open, its limit (max_connections); "
                        "try again later",
                        s->cfg->max_connections);
-        reject(s, fd, cred.pid, cred.uid, msg);
+        reject(s, fd, admin, cred.pid, cred.uid, msg);
         return;
     }
     if (uid_count(s, cred.uid) >= s->cfg->max_connections_per_uid) {
@@ -544,7 +626,7 @@ static void conn_open(struct server *s, int fd)
                        "uid %lu has %u connections open, the per-uid limit "
                        "(max_connections_per_uid); close idle connections",
                        (unsigned long)cred.uid, s->cfg->max_connections_per_uid);
-        reject(s, fd, cred.pid, cred.uid, msg);
+        reject(s, fd, admin, cred.pid, cred.uid, msg);
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
@@ -553,6 +635,7 @@ static void conn_open(struct server *s, int fd)
         return;
     }
     c->fd = fd;
+    c->admin = admin;
     c->peer = (struct peer)PEER_INIT;
     c->cred_pid = cred.pid;
     c->cred_uid = cred.uid;
@@ -583,10 +666,10 @@ static void conn_open(struct server *s, int fd)
     uid_add(s, cred.uid);
 }
 
-static void accept_ready(struct server *s)
+static void accept_ready(struct server *s, int listen_fd, bool admin)
 {
     for (int i = 0; i < ACCEPT_BURST; i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -594,7 +677,7 @@ static void accept_ready(struct server *s)
                 log_warn("accept failed: %s", strerror(errno));
             return;
         }
-        conn_open(s, fd);
+        conn_open(s, fd, admin);
     }
 }
 
@@ -637,10 +720,13 @@ static void begin_stop(struct server *s)
     s->stop_deadline_ms = now_ms() + STOP_GRACE_MS;
     log_info("stopping: no new connections, finishing %zu open ones", s->n_conns);
     (void)close(s->listen_fd);
-    s->listen_fd = -1;
+    (void)close(s->admin_fd);
+    s->listen_fd = s->admin_fd = -1;
     if (s->socket_created && unlink(s->cfg->socket_path) < 0 && errno != ENOENT)
         log_warn("cannot remove %s: %s", s->cfg->socket_path, strerror(errno));
-    s->socket_created = false;
+    if (s->admin_created && unlink(s->cfg->admin_socket_path) < 0 && errno != ENOENT)
+        log_warn("cannot remove %s: %s", s->cfg->admin_socket_path, strerror(errno));
+    s->socket_created = s->admin_created = false;
     /* Whatever is not waiting for its answer to drain is done. */
     struct conn *next;
     for (struct conn *c = s->loop.conns; c; c = next) {
@@ -658,7 +744,8 @@ int server_run(struct server *s)
     struct epoll_event events[EPOLL_BATCH];
     uint32_t interval = sweep_interval_ms(s->cfg);
     l->next_sweep_ms = now_ms() + interval;
-    log_info("listening on %s (pid %ld)", s->cfg->socket_path, (long)getpid());
+    log_info("listening on %s and %s (admin) (pid %ld)", s->cfg->socket_path,
+             s->cfg->admin_socket_path, (long)getpid());
 
     while (!s->stopping || (l->n_conns > 0 && now_ms() < s->stop_deadline_ms)) {
         int n = epoll_wait(l->epfd, events, EPOLL_BATCH, (int)interval);
@@ -668,9 +755,10 @@ int server_run(struct server *s)
         }
         for (int i = 0; i < n; i++) {
             void *tag = events[i].data.ptr;
-            if (tag == &tag_listen) {
+            if (tag == &tag_listen || tag == &tag_admin) {
                 if (!s->stopping)
-                    accept_ready(s);
+                    accept_ready(s, tag == &tag_admin ? s->admin_fd : s->listen_fd,
+                                 tag == &tag_admin);
                 continue;
             }
             if (tag == &tag_signal) {
@@ -704,17 +792,19 @@ int server_run(struct server *s)
     return 0;
 }
 
-int server_new(const struct config *cfg, const struct attest *attest,
-               const struct peer_features *features, struct server **ret, char *err,
-               size_t err_len)
+int server_new(const struct config *cfg, const struct attest *attest, struct admin *admin,
+               struct entries_registry *registry, const struct peer_features *features,
+               struct server **ret, char *err, size_t err_len)
 {
     struct server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     s->cfg = cfg;
     s->attest = attest;
+    s->admin = admin;
+    s->registry = registry;
     s->features = *features;
-    s->listen_fd = s->lock_fd = s->signal_fd = -1;
+    s->listen_fd = s->admin_fd = s->lock_fd = s->signal_fd = -1;
     s->loop.epfd = -1;
     s->started_ms = now_ms();
     int r;
@@ -755,8 +845,10 @@ int server_new(const struct config *cfg, const struct attest *attest,
         goto fail;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_listen};
+    struct epoll_event aev = {.events = EPOLLIN, .data.ptr = &tag_admin};
     struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &tag_signal};
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0 ||
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->admin_fd, &aev) < 0 ||
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->signal_fd, &sev) < 0) {
         r = -errno;
         set_err(err, err_len, "cannot set up the event loop: %s", strerror(errno));
@@ -777,8 +869,13 @@ struct server *server_free(struct server *s)
         conn_close(s, s->loop.conns);
     if (s->listen_fd >= 0)
         (void)close(s->listen_fd);
+    if (s->admin_fd >= 0)
+        (void)close(s->admin_fd);
     if (s->socket_created)
         (void)unlink(s->cfg->socket_path);
+    if (s->admin_created)
+        (void)unlink(s->cfg->admin_socket_path);
+    entries_reader_release(&s->loop.reader);
     if (s->signal_fd >= 0)
         (void)close(s->signal_fd);
     if (s->loop.epfd >= 0)
@@ -789,7 +886,6 @@ struct server *server_free(struct server *s)
     free(s->loop.selectors);
     free(s->loop.out_buf);
     free(s->uids);
-    free(s->socket_path);
     free(s);
     return NULL;
 }

@@ -9,17 +9,23 @@
 
 #include <stddef.h>
 
+#include "admin.h"
 #include "attest.h"
 #include "config.h"
+#include "entries.h"
 #include "peer.h"
 
 struct server;
 
-/* Prepares the socket: creates its directory, takes PATH.lock, refuses when
- * another agent answers on the socket, removes a stale socket file, binds
- * with cfg->socket_mode. On failure writes why into err. */
+/* Prepares the sockets: creates their directories, takes SOCKET.lock,
+ * refuses when another agent answers on a socket, removes a stale socket
+ * file, binds the workload socket with cfg->socket_mode and the admin socket
+ * with cfg->admin_socket_mode. Workload requests read entries from registry;
+ * admin requests go to admin. On failure writes why into err. */
 __attribute__((warn_unused_result)) int server_new(const struct config *cfg,
                                                    const struct attest *attest,
+                                                   struct admin *admin,
+                                                   struct entries_registry *registry,
                                                    const struct peer_features *features,
                                                    struct server **ret, char *err,
                                                    size_t err_len);

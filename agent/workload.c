@@ -3,6 +3,7 @@
 #include "workload.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -123,15 +124,39 @@ static bool attest_peer(struct workload_ctx *ctx, const struct workload_peer *wp
     return true;
 }
 
+/* The caller's identities: entries whose selectors it all carries. Returns
+ * how many, or -1 after refusing the request. */
+static int match_entries(struct workload_ctx *ctx, const struct workload_peer *wp,
+                         const Sockid__Workload__Request *req, Sockid__Workload__Response *resp)
+{
+    if (!ctx->entries)
+        return 0;
+    int n = entries_match(ctx->entries, ctx->selectors, ctx->matches, ENTRIES_MATCH_MAX);
+    if (n < 0) {
+        char reason[160];
+        (void)snprintf(reason, sizeof(reason),
+                       "this process matches more than %u entries; an operator should narrow "
+                       "their selectors",
+                       ENTRIES_MATCH_MAX);
+        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__INTERNAL, reason);
+        return -1;
+    }
+    return n;
+}
+
 static void handle_whoami(struct workload_ctx *ctx, const struct workload_peer *wp,
                           const Sockid__Workload__Request *req, Sockid__Workload__Response *resp)
 {
     if (!attest_peer(ctx, wp, req, resp))
         return;
+    int n_ids = match_entries(ctx, wp, req, resp);
+    if (n_ids < 0)
+        return;
     const struct selector_set *set = ctx->selectors;
     Sockid__Workload__WhoAmIResponse *w = arena_alloc(ctx->arena, sizeof(*w));
     ProtobufCBinaryData *sels = arena_alloc(ctx->arena, sizeof(*sels) * (set->n ? set->n : 1));
-    if (!w || !sels) {
+    ProtobufCBinaryData *ids = arena_alloc(ctx->arena, sizeof(*ids) * (n_ids ? (size_t)n_ids : 1));
+    if (!w || !sels || !ids) {
         workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL,
                        "the agent ran out of request memory; raise request_memory");
         return;
@@ -146,6 +171,18 @@ static void handle_whoami(struct workload_ctx *ctx, const struct workload_peer *
     }
     w->n_selectors = set->n;
     w->selectors = sels;
+    /* The same SPIFFE ID from two entries is one identity. */
+    size_t k = 0;
+    for (int i = 0; i < n_ids; i++) {
+        const char *id = ctx->matches[i]->spiffe_id;
+        bool seen = false;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = ids[j].len == strlen(id) && memcmp(ids[j].data, id, ids[j].len) == 0;
+        if (!seen)
+            ids[k++] = (ProtobufCBinaryData){.len = strlen(id), .data = (uint8_t *)id};
+    }
+    w->n_spiffe_ids = k;
+    w->spiffe_ids = ids;
     resp->kind_case = SOCKID__WORKLOAD__RESPONSE__KIND_WHOAMI;
     resp->whoami = w;
 }

@@ -9,6 +9,7 @@
 #include "arena.h"
 #include "attest.h"
 #include "config.h"
+#include "entries.h"
 #include "peer.h"
 #include "selector.h"
 #include "workload.pb-c.h"
@@ -21,6 +22,8 @@ struct workload_ctx {
     uint64_t started_ms; /* agent start, CLOCK_MONOTONIC */
     struct arena *arena; /* response memory; reset by the caller per request */
     struct selector_set *selectors; /* scratch */
+    const struct entries_snapshot *entries; /* current for this request */
+    const struct entry *matches[ENTRIES_MATCH_MAX]; /* scratch */
 };
 
 /* The connection's peer as captured at accept: either captured, or refused

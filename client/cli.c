@@ -13,11 +13,20 @@
 
 #define CLI_TIMEOUT_MAX_MS (24 * 3600 * 1000)
 
-const char cli_global_help[] =
-    "  --socket PATH  the agent's workload socket (default: $" SOCKID_AGENT_SOCKET_ENV ",\n"
+#define CLI_HELP_SOCKET                                                                            \
+    "  --socket PATH  the agent's workload socket (default: $" SOCKID_AGENT_SOCKET_ENV ",\n"       \
     "                 else " SOCKID_DEFAULT_AGENT_SOCKET ")\n"
-    "  --timeout MS   how long to wait for the agent, in milliseconds (default: 5000)\n"
-    "  --help         print this help and exit\n";
+#define CLI_HELP_ADMIN_SOCKET                                                                      \
+    "  --admin-socket PATH\n"                                                                      \
+    "                 the agent's admin socket (default: $" SOCKID_ADMIN_SOCKET_ENV ",\n"          \
+    "                 else " SOCKID_DEFAULT_ADMIN_SOCKET ")\n"
+#define CLI_HELP_COMMON                                                                            \
+    "  --timeout MS   how long to wait for the agent, in milliseconds (default: 5000)\n"           \
+    "  --help         print this help and exit\n"
+
+const char cli_global_help[] = CLI_HELP_SOCKET CLI_HELP_COMMON;
+const char cli_admin_help[] = CLI_HELP_ADMIN_SOCKET CLI_HELP_COMMON;
+const char cli_admin_socket_help[] = CLI_HELP_ADMIN_SOCKET;
 
 int cli_getopt(int argc, char **argv, const struct option *options)
 {
@@ -78,6 +87,11 @@ int cli_option(int opt, char **argv, struct cli_global *g, const char *command)
             return cli_usage_error(command, "--socket needs a path, not an empty string");
         g->socket = optarg;
         return CLI_EXIT_OK;
+    case CLI_OPT_ADMIN_SOCKET:
+        if (*optarg == '\0')
+            return cli_usage_error(command, "--admin-socket needs a path, not an empty string");
+        g->admin_socket = optarg;
+        return CLI_EXIT_OK;
     case CLI_OPT_TIMEOUT:
         return cli_parse_timeout(optarg, command, &g->timeout_ms);
     case ':':
@@ -121,9 +135,24 @@ int cli_open(const struct cli_global *g, struct sockid_client **ret)
     return CLI_EXIT_OK;
 }
 
+int cli_admin_open(const struct cli_global *g, struct sockid_admin **ret)
+{
+    char err[SOCKID_ERRBUF_SIZE];
+    int r = sockid_admin_open_errbuf(g->admin_socket, g->timeout_ms, ret, err, sizeof(err));
+    if (r < 0)
+        return cli_error(cli_exit_code(r), "%s", err[0] ? err : sockid_strerror(r));
+    return CLI_EXIT_OK;
+}
+
 int cli_fail(const struct sockid_client *c, int r)
 {
     const char *msg = sockid_client_message(c);
+    return cli_error(cli_exit_code(r), "%s", *msg ? msg : sockid_strerror(r));
+}
+
+int cli_admin_fail(const struct sockid_admin *a, int r)
+{
+    const char *msg = sockid_admin_message(a);
     return cli_error(cli_exit_code(r), "%s", *msg ? msg : sockid_strerror(r));
 }
 

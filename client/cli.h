@@ -24,7 +24,8 @@ enum cli_exit {
 
 /* Options that may come before the subcommand or among its own options. */
 struct cli_global {
-    const char *socket; /* NULL: $SOCKID_AGENT_SOCKET, else the default */
+    const char *socket;       /* NULL: $SOCKID_AGENT_SOCKET, else the default */
+    const char *admin_socket; /* NULL: $SOCKID_ADMIN_SOCKET, else the default */
     int timeout_ms;
 };
 
@@ -38,6 +39,7 @@ enum {
     CLI_OPT_HELP = 'h',
     CLI_OPT_SOCKET = 0x100,
     CLI_OPT_TIMEOUT,
+    CLI_OPT_ADMIN_SOCKET,
     CLI_OPT_FIRST_FREE, /* a subcommand's own options: long-only, from here */
 };
 
@@ -46,10 +48,19 @@ enum {
     {"socket", required_argument, NULL, CLI_OPT_SOCKET},     \
     {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},   \
     {"help", no_argument, NULL, CLI_OPT_HELP}
+
+/* The same for the commands that speak to the admin socket. */
+#define CLI_ADMIN_OPTIONS                                           \
+    {"admin-socket", required_argument, NULL, CLI_OPT_ADMIN_SOCKET}, \
+    {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},           \
+    {"help", no_argument, NULL, CLI_OPT_HELP}
 /* clang-format on */
 
-/* The help text's lines about the global options. */
+/* The help text's lines about the global options: those of the workload
+ * commands, those of the admin commands, and the --admin-socket line alone. */
 extern const char cli_global_help[];
+extern const char cli_admin_help[];
+extern const char cli_admin_socket_help[];
 
 /* getopt_long over a subcommand's argv (argv[0] is its name), with GNU
  * argument permutation and no messages of getopt's own. */
@@ -71,11 +82,15 @@ __attribute__((format(printf, 2, 3))) int cli_error(int code, const char *fmt, .
 /* Opens the client, or prints why not and returns the exit code. */
 int cli_open(const struct cli_global *g, struct sockid_client **ret);
 
+/* The same for the admin socket. */
+int cli_admin_open(const struct cli_global *g, struct sockid_admin **ret);
+
 /* The exit code for a libsockid error code. */
 int cli_exit_code(int sockid_code);
 
 /* Prints the last error of c and returns the exit code for r. */
 int cli_fail(const struct sockid_client *c, int r);
+int cli_admin_fail(const struct sockid_admin *a, int r);
 
 /* Writes s to f with control characters, bidirectional overrides and
  * malformed UTF-8 escaped as \xHH, so that what the agent sends cannot
@@ -96,5 +111,6 @@ int cli_json_print(json_t *obj);
 /* Subcommands. */
 int cmd_whoami(int argc, char **argv, struct cli_global *g);
 int cmd_health(int argc, char **argv, struct cli_global *g);
+int cmd_entry(int argc, char **argv, struct cli_global *g);
 
 #endif

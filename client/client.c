@@ -17,24 +17,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.pb-c.h"
 #include "frame.h"
+#include "internal.h"
 #include "utf8.h"
 #include "workload.pb-c.h"
 
 /* Answers carry token sets and bundles, so they may be far larger than the
  * agent's 64 KiB request limit; they are still bounded. */
 #define CLIENT_RESPONSE_MAX (4u * 1024u * 1024u)
-#define CLIENT_MESSAGE_MAX  512
 /* Requests are tiny today; larger ones (many audiences) go to the heap. */
 #define CLIENT_REQUEST_STACK 512
 
-struct sockid_client {
-    int fd; /* -1 once an error left the stream at an unknown position */
-    int timeout_ms;
-    uint8_t *response; /* CLIENT_RESPONSE_MAX bytes, allocated by the first call */
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
-    char message[CLIENT_MESSAGE_MAX];
+static const struct client_socket client_workload_socket = {
+    .env = SOCKID_AGENT_SOCKET_ENV,
+    .default_path = SOCKID_DEFAULT_AGENT_SOCKET,
+    .denied_hint = "ask the agent's administrator for access to the socket and its directory",
 };
 
 __attribute__((format(printf, 3, 4))) static void client_format(char *buf, size_t size,
@@ -48,9 +45,7 @@ __attribute__((format(printf, 3, 4))) static void client_format(char *buf, size_
     va_end(ap);
 }
 
-/* Records a local error for sockid_client_message() and returns code. */
-__attribute__((format(printf, 3, 4))) static int client_fail(struct sockid_client *c, int code,
-                                                             const char *fmt, ...)
+int client_fail(struct sockid_client *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -103,15 +98,15 @@ static int client_connect_fd(int fd, const struct sockaddr_un *sa, socklen_t sal
     }
 }
 
-static int client_connect(const char *path, int timeout_ms, int *ret_fd, char *errbuf,
-                          size_t errbuf_size)
+static int client_connect(const struct client_socket *s, const char *path, int timeout_ms,
+                          int *ret_fd, char *errbuf, size_t errbuf_size)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t len = strlen(path);
     if (len == 0) {
         client_format(errbuf, errbuf_size,
-                      "the agent socket path is empty: give a path, or unset %s to use %s",
-                      SOCKID_AGENT_SOCKET_ENV, SOCKID_DEFAULT_AGENT_SOCKET);
+                      "the agent socket path is empty: give a path, or unset %s to use %s", s->env,
+                      s->default_path);
         return SOCKID_EUSAGE;
     }
     if (len >= sizeof(sa.sun_path)) {
@@ -144,20 +139,17 @@ static int client_connect(const char *path, int timeout_ms, int *ret_fd, char *e
     case ENOTDIR:
         client_format(errbuf, errbuf_size,
                       "no agent at %s: start sockid-agent, or set %s to the socket it listens on",
-                      path, SOCKID_AGENT_SOCKET_ENV);
+                      path, s->env);
         return SOCKID_EUNREACHABLE;
     case ECONNREFUSED:
         client_format(errbuf, errbuf_size,
                       "no agent listens on %s: start sockid-agent, or set %s to the socket it "
                       "listens on",
-                      path, SOCKID_AGENT_SOCKET_ENV);
+                      path, s->env);
         return SOCKID_EUNREACHABLE;
     case EACCES:
     case EPERM:
-        client_format(errbuf, errbuf_size,
-                      "permission denied on %s: ask the agent's administrator for access to the "
-                      "socket and its directory",
-                      path);
+        client_format(errbuf, errbuf_size, "permission denied on %s: %s", path, s->denied_hint);
         return SOCKID_EUNREACHABLE;
     case EAGAIN:
         client_format(errbuf, errbuf_size,
@@ -173,15 +165,46 @@ static int client_connect(const char *path, int timeout_ms, int *ret_fd, char *e
     }
 }
 
-static int client_new(int timeout_ms, struct sockid_client **ret)
+void client_init(struct sockid_client *c, int timeout_ms)
 {
-    struct sockid_client *c = calloc(1, sizeof(*c));
-    if (!c)
-        return SOCKID_ENOMEM;
+    memset(c, 0, sizeof(*c));
     c->fd = -1;
     c->timeout_ms = timeout_ms;
-    *ret = c;
+}
+
+int client_open_path(struct sockid_client *c, const struct client_socket *s, const char *path,
+                     char *errbuf, size_t errbuf_size)
+{
+    if (!path) {
+        /* A set-user-ID program must not be pointed at another "agent". */
+        const char *env = secure_getenv(s->env);
+        path = env && *env ? env : s->default_path;
+    }
+    int r = client_connect(s, path, c->timeout_ms, &c->fd, errbuf, errbuf_size);
+    if (r < 0)
+        return r;
+    (void)snprintf(c->path, sizeof(c->path), "%s", path);
     return 0;
+}
+
+int client_adopt_fd(struct sockid_client *c, int fd)
+{
+    int type;
+    socklen_t len = sizeof(type);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+        return SOCKID_EUSAGE;
+    c->fd = fd;
+    (void)snprintf(c->path, sizeof(c->path), "fd %d", fd);
+    return 0;
+}
+
+void client_release(struct sockid_client *c)
+{
+    if (c->fd >= 0)
+        (void)close(c->fd);
+    c->fd = -1;
+    free(c->response);
+    c->response = NULL;
 }
 
 int sockid_client_open_errbuf(const char *path, int timeout_ms, struct sockid_client **ret,
@@ -194,24 +217,17 @@ int sockid_client_open_errbuf(const char *path, int timeout_ms, struct sockid_cl
                       "sockid_client_open needs a result pointer and a timeout of -1 or more");
         return SOCKID_EUSAGE;
     }
-    if (!path) {
-        /* A set-user-ID program must not be pointed at another "agent". */
-        const char *env = secure_getenv(SOCKID_AGENT_SOCKET_ENV);
-        path = env && *env ? env : SOCKID_DEFAULT_AGENT_SOCKET;
-    }
-
-    struct sockid_client *c;
-    int r = client_new(timeout_ms, &c);
-    if (r < 0) {
+    struct sockid_client *c = malloc(sizeof(*c));
+    if (!c) {
         client_format(errbuf, errbuf_size, "out of memory");
-        return r;
+        return SOCKID_ENOMEM;
     }
-    r = client_connect(path, timeout_ms, &c->fd, errbuf, errbuf_size);
+    client_init(c, timeout_ms);
+    int r = client_open_path(c, &client_workload_socket, path, errbuf, errbuf_size);
     if (r < 0) {
         free(c);
         return r;
     }
-    (void)snprintf(c->path, sizeof(c->path), "%s", path);
     *ret = c;
     return 0;
 }
@@ -223,17 +239,17 @@ int sockid_client_open(const char *path, int timeout_ms, struct sockid_client **
 
 int sockid_client_open_fd(int fd, int timeout_ms, struct sockid_client **ret)
 {
-    int type;
-    socklen_t len = sizeof(type);
-    if (!ret || fd < 0 || timeout_ms < -1 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
-        type != SOCK_STREAM)
+    if (!ret || timeout_ms < -1)
         return SOCKID_EUSAGE;
-    struct sockid_client *c;
-    int r = client_new(timeout_ms, &c);
-    if (r < 0)
+    struct sockid_client *c = malloc(sizeof(*c));
+    if (!c)
+        return SOCKID_ENOMEM;
+    client_init(c, timeout_ms);
+    int r = client_adopt_fd(c, fd);
+    if (r < 0) {
+        free(c);
         return r;
-    c->fd = fd;
-    (void)snprintf(c->path, sizeof(c->path), "fd %d", fd);
+    }
     *ret = c;
     return 0;
 }
@@ -242,9 +258,7 @@ struct sockid_client *sockid_client_close(struct sockid_client *c)
 {
     if (!c)
         return NULL;
-    if (c->fd >= 0)
-        (void)close(c->fd);
-    free(c->response);
+    client_release(c);
     free(c);
     return NULL;
 }
@@ -273,6 +287,10 @@ const char *sockid_strerror(int code)
         return "the agent does not know this request";
     case SOCKID_ELIMIT:
         return "a per-client limit of the agent was reached";
+    case SOCKID_EEXIST:
+        return "the agent already has what was to be created";
+    case SOCKID_ENOTFOUND:
+        return "the agent has nothing by that name";
     case SOCKID_EUNREACHABLE:
         return "no agent answers on the socket";
     case SOCKID_ETIMEDOUT:
@@ -317,7 +335,7 @@ static void client_set_agent_message(struct sockid_client *c, const char *msg, i
         (void)snprintf(c->message, sizeof(c->message), "%s", sockid_strerror(code));
 }
 
-static int client_refusal(struct sockid_client *c, const Sockid__Error *e)
+int client_refusal(struct sockid_client *c, const Sockid__Error *e)
 {
     int code;
     switch (e->code) {
@@ -341,6 +359,12 @@ static int client_refusal(struct sockid_client *c, const Sockid__Error *e)
         break;
     case SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED:
         code = SOCKID_ELIMIT;
+        break;
+    case SOCKID__ERROR_CODE__ALREADY_EXISTS:
+        code = SOCKID_EEXIST;
+        break;
+    case SOCKID__ERROR_CODE__NOT_FOUND:
+        code = SOCKID_ENOTFOUND;
         break;
     default:
         /* A newer agent's code: its message still says what happened. */
@@ -385,10 +409,7 @@ static int client_io_fail(struct sockid_client *c, int r)
     }
 }
 
-/* Sends req and reads its answer, which must be of kind want (or an error).
- * On success the caller owns *ret and frees it with free_unpacked. */
-static int client_call(struct sockid_client *c, const Sockid__Workload__Request *req,
-                       Sockid__Workload__Response__KindCase want, Sockid__Workload__Response **ret)
+int client_roundtrip(struct sockid_client *c, const ProtobufCMessage *req, uint32_t *ret_len)
 {
     c->message[0] = '\0';
     if (c->fd < 0)
@@ -404,14 +425,14 @@ static int client_call(struct sockid_client *c, const Sockid__Workload__Request 
             return client_fail(c, SOCKID_ENOMEM, "out of memory for the agent's answer");
     }
 
-    size_t n = sockid__workload__request__get_packed_size(req);
+    size_t n = protobuf_c_message_get_packed_size(req);
     if (n == 0 || n > FRAME_HARD_MAX)
         return client_fail(c, SOCKID_EUSAGE, "the request is %zu bytes long, more than allowed", n);
     uint8_t stack[CLIENT_REQUEST_STACK];
     uint8_t *out = n <= sizeof(stack) ? stack : malloc(n);
     if (!out)
         return client_fail(c, SOCKID_ENOMEM, "out of memory for the request");
-    (void)sockid__workload__request__pack(req, out);
+    (void)protobuf_c_message_pack(req, out);
 
     int64_t deadline = c->timeout_ms < 0 ? -1 : client_now_ms() + c->timeout_ms;
     int r = frame_write(c->fd, out, (uint32_t)n, client_remaining(deadline));
@@ -419,20 +440,43 @@ static int client_call(struct sockid_client *c, const Sockid__Workload__Request 
         free(out);
     if (r < 0)
         return client_io_fail(c, r);
-    uint32_t len;
     r = frame_read(c->fd, c->response, CLIENT_RESPONSE_MAX, CLIENT_RESPONSE_MAX,
-                   client_remaining(deadline), &len);
+                   client_remaining(deadline), ret_len);
     if (r < 0)
         return client_io_fail(c, r);
-
     /* The whole frame was consumed, so the stream stays usable whatever the
      * payload turns out to be. */
+    return 0;
+}
+
+int client_unparsable(struct sockid_client *c)
+{
+    return client_fail(c, SOCKID_EPROTO,
+                       "the agent at %s sent an answer that does not parse: check that the "
+                       "agent and libsockid versions match",
+                       c->path);
+}
+
+int client_wrong_kind(struct sockid_client *c)
+{
+    return client_fail(c, SOCKID_EPROTO,
+                       "the agent at %s answered with something other than what was asked: "
+                       "check that the agent and libsockid versions match",
+                       c->path);
+}
+
+/* Sends req and reads its answer, which must be of kind want (or an error).
+ * On success the caller owns *ret and frees it with free_unpacked. */
+static int client_call(struct sockid_client *c, const Sockid__Workload__Request *req,
+                       Sockid__Workload__Response__KindCase want, Sockid__Workload__Response **ret)
+{
+    uint32_t len;
+    int r = client_roundtrip(c, &req->base, &len);
+    if (r < 0)
+        return r;
     Sockid__Workload__Response *resp = sockid__workload__response__unpack(NULL, len, c->response);
     if (!resp)
-        return client_fail(c, SOCKID_EPROTO,
-                           "the agent at %s sent an answer that does not parse: check that the "
-                           "agent and libsockid versions match",
-                           c->path);
+        return client_unparsable(c);
     if (resp->kind_case == SOCKID__WORKLOAD__RESPONSE__KIND_ERROR && resp->error) {
         r = client_refusal(c, resp->error);
         sockid__workload__response__free_unpacked(resp, NULL);
@@ -440,19 +484,14 @@ static int client_call(struct sockid_client *c, const Sockid__Workload__Request 
     }
     if (resp->kind_case != want) {
         sockid__workload__response__free_unpacked(resp, NULL);
-        return client_fail(c, SOCKID_EPROTO,
-                           "the agent at %s answered with something other than what was asked: "
-                           "check that the agent and libsockid versions match",
-                           c->path);
+        return client_wrong_kind(c);
     }
     *ret = resp;
     return 0;
 }
 
-/* Copies a bytes field into a C string. A NUL inside would make the C
- * string say less than the agent meant, so it is refused. */
-static int client_copy_bytes(struct sockid_client *c, const ProtobufCBinaryData *b,
-                             const char *what, char **ret)
+int client_copy_bytes(struct sockid_client *c, const ProtobufCBinaryData *b, const char *what,
+                      char **ret)
 {
     if (b->len > 0 && memchr(b->data, '\0', b->len))
         return client_fail(c, SOCKID_EPROTO,
@@ -469,8 +508,15 @@ static int client_copy_bytes(struct sockid_client *c, const ProtobufCBinaryData 
     return 0;
 }
 
-static int client_copy_list(struct sockid_client *c, const ProtobufCBinaryData *items, size_t n,
-                            const char *what, char ***ret, size_t *ret_n)
+void client_free_list(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int client_copy_list(struct sockid_client *c, const ProtobufCBinaryData *items, size_t n,
+                     const char *what, char ***ret, size_t *ret_n)
 {
     char **v = calloc(n > 0 ? n : 1, sizeof(*v));
     if (!v)
@@ -478,9 +524,7 @@ static int client_copy_list(struct sockid_client *c, const ProtobufCBinaryData *
     for (size_t i = 0; i < n; i++) {
         int r = client_copy_bytes(c, &items[i], what, &v[i]);
         if (r < 0) {
-            for (size_t j = 0; j < i; j++)
-                free(v[j]);
-            free(v);
+            client_free_list(v, i);
             return r;
         }
     }
@@ -493,12 +537,8 @@ struct sockid_whoami *sockid_whoami_free(struct sockid_whoami *w)
 {
     if (!w)
         return NULL;
-    for (size_t i = 0; w->selectors && i < w->n_selectors; i++)
-        free(w->selectors[i]);
-    free(w->selectors);
-    for (size_t i = 0; w->spiffe_ids && i < w->n_spiffe_ids; i++)
-        free(w->spiffe_ids[i]);
-    free(w->spiffe_ids);
+    client_free_list(w->selectors, w->n_selectors);
+    client_free_list(w->spiffe_ids, w->n_spiffe_ids);
     free(w);
     return NULL;
 }

@@ -8,6 +8,7 @@
 static const struct cli_command commands[] = {
     {"whoami", cmd_whoami, "show the selectors and identities the agent sees for this process"},
     {"health", cmd_health, "check that the agent answers, and show its version and features"},
+    {"entry", cmd_entry, "register, list, show and delete entries (admin socket)"},
 };
 
 enum { OPT_VERSION = CLI_OPT_FIRST_FREE };
@@ -17,7 +18,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: sockid [OPTIONS] COMMAND [ARGS]\n"
                "\n"
                "Asks the local sockid agent who the kernel says this process is, and for the\n"
-               "identities that earns.\n"
+               "identities that earns. Operators register which selectors earn which identity\n"
+               "with 'sockid entry'.\n"
                "\n"
                "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -26,23 +28,26 @@ static void usage(FILE *f)
             "\n"
             "Options (also accepted after the command):\n"
             "%s"
+            "%s"
             "  --version      print the version and exit\n"
             "\n"
             "Run 'sockid COMMAND --help' for the options of a command.\n"
             "\n"
             "Exit status: 0 success; 1 refused or invalid; 2 usage error;\n"
             "3 agent unreachable, unavailable or timed out.\n",
-            cli_global_help);
+            cli_admin_socket_help, cli_global_help);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
         {"version", no_argument, NULL, OPT_VERSION},
+        {"admin-socket", required_argument, NULL, CLI_OPT_ADMIN_SOCKET},
         CLI_GLOBAL_OPTIONS,
         {0},
     };
-    struct cli_global g = {.socket = NULL, .timeout_ms = CLI_DEFAULT_TIMEOUT_MS};
+    struct cli_global g = {
+        .socket = NULL, .admin_socket = NULL, .timeout_ms = CLI_DEFAULT_TIMEOUT_MS};
 
     opterr = 0;
     int opt;

@@ -260,6 +260,10 @@ void agent_start(struct agent *a, const char *exe, const char *dir, const char *
     argv[n++] = a->exe;
     argv[n++] = "--socket";
     argv[n++] = a->sock;
+    char admin[H_PATH_MAX + 16];
+    (void)snprintf(admin, sizeof(admin), "%s/admin.sock", dir);
+    argv[n++] = "--admin-socket";
+    argv[n++] = admin;
     argv[n++] = "--data-dir";
     argv[n++] = data;
     for (size_t i = 0; extra && extra[i]; i++) {

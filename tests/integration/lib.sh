@@ -84,7 +84,8 @@ agent_start() {
     AGENT_LOG="$IT_TMP/$name.log"
     IT_LOGS="$IT_LOGS $AGENT_LOG"
     setpriv --pdeathsig KILL -- env --default-signal=INT,TERM \
-        "$AGENT" --socket "$sock" --data-dir "$IT_TMP/data-$name" "$@" \
+        "$AGENT" --socket "$sock" --admin-socket "${sock%.sock}-admin.sock" \
+        --data-dir "$IT_TMP/data-$name" "$@" \
         </dev/null >>"$AGENT_LOG" 2>&1 &
     AGENT_PID=$!
     IT_AGENTS="$IT_AGENTS $AGENT_PID"

@@ -36,7 +36,7 @@ extern "C" {
 #define SOCKID_DEFAULT_AGENT_SOCKET "/run/sockid/agent.sock"
 #define SOCKID_AGENT_SOCKET_ENV "SOCKID_AGENT_SOCKET"
 
-/* Error codes. The first six mirror the agent's wire codes. */
+/* Error codes. -1 to -9 mirror the agent's wire codes. */
 enum sockid_error {
     SOCKID_OK = 0,
     SOCKID_EINVAL = -1,        /* the agent says the request is invalid */
@@ -46,6 +46,8 @@ enum sockid_error {
     SOCKID_EINTERNAL = -5,     /* the agent hit an internal error */
     SOCKID_EUNIMPLEMENTED = -6, /* the agent does not know this request */
     SOCKID_ELIMIT = -7,        /* a per-client limit of the agent was reached */
+    SOCKID_EEXIST = -8,        /* admin: an entry with that SPIFFE ID and selectors exists */
+    SOCKID_ENOTFOUND = -9,     /* admin: no entry has that id */
     SOCKID_EUNREACHABLE = -20, /* no agent answers on the socket */
     SOCKID_ETIMEDOUT = -21,    /* the agent did not answer in time */
     SOCKID_EPROTO = -22,       /* the agent's answer was malformed or closed early */
@@ -108,6 +110,127 @@ struct sockid_health {
 
 SOCKID_API SOCKID_WUR int sockid_health(struct sockid_client *c, struct sockid_health **ret);
 SOCKID_API struct sockid_health *sockid_health_free(struct sockid_health *h);
+
+/* The admin API: registration entries, on the agent's admin socket.
+ *
+ *     struct sockid_admin *a;
+ *     int r = sockid_admin_open(NULL, 5000, &a);  // $SOCKID_ADMIN_SOCKET or the default
+ *     const char *selectors[] = {"unix:uid:1000", "unix:path:/usr/bin/web"};
+ *     struct sockid_entry_spec spec = {
+ *         .spiffe_id = "spiffe://example.org/web",
+ *         .selectors = selectors, .n_selectors = 2,
+ *     };
+ *     struct sockid_entry *e;
+ *     r = sockid_admin_create_entry(a, &spec, &e);
+ *     if (r == SOCKID_EEXIST) ...  // sockid_admin_message(a) names the existing entry
+ *     e = sockid_entry_free(e);
+ *     a = sockid_admin_close(a);
+ *
+ * An admin connection is a type of its own, so that a workload call cannot
+ * be sent to the admin socket or the other way round. The agent authorizes
+ * every call by the caller's uid and gids (admin_uids, admin_gids):
+ * SOCKID_EPERM otherwise. Errors and results follow the rules above. */
+#define SOCKID_DEFAULT_ADMIN_SOCKET "/run/sockid/admin.sock"
+#define SOCKID_ADMIN_SOCKET_ENV "SOCKID_ADMIN_SOCKET"
+
+struct sockid_admin;
+
+/* As sockid_client_open(), sockid_client_open_errbuf() and
+ * sockid_client_open_fd(), for the admin socket: path, or
+ * $SOCKID_ADMIN_SOCKET (ignored in set-user-ID programs), or the default. */
+SOCKID_API SOCKID_WUR int sockid_admin_open(const char *path, int timeout_ms,
+                                            struct sockid_admin **ret);
+SOCKID_API SOCKID_WUR int sockid_admin_open_errbuf(const char *path, int timeout_ms,
+                                                   struct sockid_admin **ret, char *errbuf,
+                                                   size_t errbuf_size);
+SOCKID_API SOCKID_WUR int sockid_admin_open_fd(int fd, int timeout_ms, struct sockid_admin **ret);
+SOCKID_API struct sockid_admin *sockid_admin_close(struct sockid_admin *a);
+
+/* As sockid_client_message(). */
+SOCKID_API const char *sockid_admin_message(const struct sockid_admin *a);
+
+/* What to register. Strings are borrowed for the call only. Every string
+ * must be non-empty (SOCKID_EUSAGE otherwise); the agent checks the rest
+ * (SOCKID_EINVAL, with a message naming the problem). */
+struct sockid_entry_spec {
+    const char *spiffe_id;        /* in the agent's trust domain */
+    const char *const *selectors; /* "type:key:value", 1 to 32 */
+    size_t n_selectors;
+    uint32_t ttl_seconds;         /* token lifetime; 0: the agent's default */
+    const char *const *audiences; /* allowed audiences; none: any */
+    size_t n_audiences;
+    const char *hint; /* free text for operators; NULL: none */
+};
+
+struct sockid_entry {
+    char *id; /* 32 lowercase hex digits */
+    char *spiffe_id;
+    size_t n_selectors;
+    char **selectors; /* sorted */
+    uint32_t ttl_seconds;
+    size_t n_audiences;
+    char **audiences;   /* none: any audience */
+    char *hint;         /* "" when none */
+    int64_t created_at; /* unix seconds */
+    uint64_t revision;
+};
+
+SOCKID_API struct sockid_entry *sockid_entry_free(struct sockid_entry *e);
+
+/* Registers spec and returns the new entry as stored (id, created_at, the
+ * TTL the agent chose). SOCKID_EEXIST when an entry with the same SPIFFE ID
+ * and selector set exists; the message names its id. */
+SOCKID_API SOCKID_WUR int sockid_admin_create_entry(struct sockid_admin *a,
+                                                    const struct sockid_entry_spec *spec,
+                                                    struct sockid_entry **ret);
+
+/* SOCKID_ENOTFOUND when no entry has that id. */
+SOCKID_API SOCKID_WUR int sockid_admin_delete_entry(struct sockid_admin *a, const char *id);
+SOCKID_API SOCKID_WUR int sockid_admin_get_entry(struct sockid_admin *a, const char *id,
+                                                 struct sockid_entry **ret);
+
+/* Which entries to list; NULL fields (or a NULL filter) match every entry. */
+struct sockid_entry_filter {
+    const char *spiffe_id; /* only entries with exactly this SPIFFE ID */
+    const char *selector;  /* only entries that hold this selector */
+};
+
+/* Entries in the agent's stable order (oldest first). The page token is
+ * opaque bytes: pass it back as it is to get the next page. */
+struct sockid_entry_list {
+    size_t n_entries;
+    struct sockid_entry **entries;
+    uint8_t *next_page_token; /* NULL on the last page */
+    size_t next_page_token_len;
+};
+
+SOCKID_API struct sockid_entry_list *sockid_entry_list_free(struct sockid_entry_list *l);
+
+/* One page of at most page_size entries (0: the agent's default), from the
+ * start when page_token is NULL, else from where the page that returned it
+ * ended. */
+SOCKID_API SOCKID_WUR int sockid_admin_list_entries(struct sockid_admin *a,
+                                                    const struct sockid_entry_filter *filter,
+                                                    uint32_t page_size, const uint8_t *page_token,
+                                                    size_t page_token_len,
+                                                    struct sockid_entry_list **ret);
+
+/* Every matching entry, walking all pages over the one connection; the
+ * result's next_page_token is NULL. Entries created or deleted during the
+ * walk may or may not appear. */
+SOCKID_API SOCKID_WUR int sockid_admin_list_all_entries(struct sockid_admin *a,
+                                                        const struct sockid_entry_filter *filter,
+                                                        struct sockid_entry_list **ret);
+
+struct sockid_admin_health {
+    char *version;
+    uint64_t uptime_ms;
+    uint64_t entries; /* registered entries */
+};
+
+SOCKID_API SOCKID_WUR int sockid_admin_health(struct sockid_admin *a,
+                                              struct sockid_admin_health **ret);
+SOCKID_API struct sockid_admin_health *sockid_admin_health_free(struct sockid_admin_health *h);
 
 #ifdef __cplusplus
 }

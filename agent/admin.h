@@ -1,0 +1,67 @@
+/* The admin socket's requests: registration entries and health (DESIGN §4).
+ *
+ * Every call is authorized again, by the caller's kernel-reported
+ * credentials, against admin_uids and admin_gids: the socket file's mode is
+ * a first fence, never the only one. Changes go to the store first (durable)
+ * and are then published as a new entry snapshot, so a workload sees an
+ * entry as soon as its create is acknowledged. */
+#ifndef SOCKID_ADMIN_H
+#define SOCKID_ADMIN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "admin.pb-c.h"
+#include "arena.h"
+#include "config.h"
+#include "entries.h"
+#include "store.h"
+
+struct admin {
+    const struct config *cfg;
+    struct store *store;
+    struct entries_registry *registry;
+    /* The writer's reference to the newest snapshot, which the next change
+     * derives from. Guarded by lock: admin calls may come from any loop. */
+    struct entries_snapshot *current;
+    pthread_mutex_t lock;
+    uint64_t started_ms;
+};
+
+/* Who is calling, as the kernel said at connect(). */
+struct admin_caller {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    const uint32_t *groups; /* supplementary, SO_PEERGROUPS */
+    size_t n_groups;
+    bool known;             /* false when the peer could not be captured */
+};
+
+/* Takes a reference to current (the snapshot loaded at startup). */
+__attribute__((warn_unused_result)) int admin_init(struct admin *a, const struct config *cfg,
+                                                   struct store *store,
+                                                   struct entries_registry *registry,
+                                                   struct entries_snapshot *current,
+                                                   uint64_t started_ms);
+void admin_fini(struct admin *a);
+
+/* Root and the agent's own uid always; admin_uids; members of admin_gids. */
+bool admin_authorized(const struct config *cfg, const struct admin_caller *caller);
+
+/* Answers req into resp (initialized by the caller), with memory from
+ * arena. Never fails: every problem is an error response. Logs refusals and
+ * every change with the caller's uid. The response may point into entries
+ * of *ret_hold (or it is NULL), which the caller releases with
+ * entries_snapshot_unref() once the response is packed. */
+void admin_handle(struct admin *a, struct arena *arena, const struct admin_caller *caller,
+                  const Sockid__Admin__Request *req, Sockid__Admin__Response *resp,
+                  struct entries_snapshot **ret_hold);
+
+/* An error response outside of admin_handle. */
+void admin_error(struct arena *arena, Sockid__Admin__Response *resp, Sockid__ErrorCode code,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif
