@@ -26,13 +26,14 @@ static uint64_t monotonic_ms(void)
 }
 
 int admin_init(struct admin *a, const struct config *cfg, struct store *store,
-               struct entries_registry *registry, struct entries_snapshot *current,
-               uint64_t started_ms)
+               struct entries_registry *registry, struct keys *keys,
+               struct entries_snapshot *current, uint64_t started_ms)
 {
     *a = (struct admin){
         .cfg = cfg,
         .store = store,
         .registry = registry,
+        .keys = keys,
         .current = entries_snapshot_ref(current),
         .started_ms = started_ms,
     };
@@ -48,6 +49,30 @@ void admin_fini(struct admin *a)
 {
     a->current = entries_snapshot_unref(a->current);
     (void)pthread_mutex_destroy(&a->lock);
+}
+
+void admin_maintain_keys(struct admin *a, int64_t now)
+{
+    char err[256];
+    (void)pthread_mutex_lock(&a->lock);
+    struct keyset *before = keys_current(a->keys);
+    const struct key *old = before ? keyset_active(before) : NULL;
+    int r = keys_maintain(a->keys, now, a->cfg->key_rotation, a->cfg->max_ttl, err, sizeof(err));
+    if (r < 0) {
+        log_error("key maintenance failed: %s", err);
+    } else if (r > 0) {
+        struct keyset *after = keys_current(a->keys);
+        const struct key *active = after ? keyset_active(after) : NULL;
+        if (old && active && strcmp(old->kid, active->kid) != 0)
+            log_info("rotated the signing key on schedule: %s is active, %s is retired",
+                     active->kid, old->kid);
+        else
+            log_info("dropped retired signing keys whose tokens have all expired; %zu keys left",
+                     after ? keyset_count(after) : 0);
+        keyset_unref(after);
+    }
+    keyset_unref(before);
+    (void)pthread_mutex_unlock(&a->lock);
 }
 
 static bool id_in(const struct config_id_list *list, uint32_t id)
@@ -117,6 +142,8 @@ static const char *request_name(const Sockid__Admin__Request *req)
         return "list_entries";
     case SOCKID__ADMIN__REQUEST__KIND_HEALTH:
         return "admin_health";
+    case SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY:
+        return "rotate_key";
     default:
         return "unknown";
     }
@@ -530,6 +557,39 @@ static void handle_health(struct admin *a, const struct entries_snapshot *snap,
     resp->health = h;
 }
 
+static void handle_rotate(struct admin *a, struct arena *arena, const struct admin_caller *caller,
+                          const Sockid__Admin__Request *req, Sockid__Admin__Response *resp)
+{
+    char err[256];
+    (void)pthread_mutex_lock(&a->lock);
+    struct keyset *before = keys_current(a->keys);
+    const struct key *old = before ? keyset_active(before) : NULL;
+    int r = keys_rotate(a->keys, (int64_t)time(NULL), a->cfg->max_ttl, err, sizeof(err));
+    struct keyset *after = r == 0 ? keys_current(a->keys) : NULL;
+    (void)pthread_mutex_unlock(&a->lock);
+    const struct key *active = after ? keyset_active(after) : NULL;
+    Sockid__Admin__RotateKeyResponse *rr = arena_alloc(arena, sizeof(*rr));
+    char *new_kid = arena_alloc(arena, KEYS_KID_LEN + 1);
+    char *old_kid = arena_alloc(arena, KEYS_KID_LEN + 1);
+    if (r < 0) {
+        refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__UNAVAILABLE, err);
+    } else if (!active || !rr || !new_kid || !old_kid) {
+        admin_error(arena, resp, SOCKID__ERROR_CODE__INTERNAL, "rotated, but out of memory");
+    } else {
+        memcpy(new_kid, active->kid, KEYS_KID_LEN + 1);
+        memcpy(old_kid, old ? old->kid : "", old ? KEYS_KID_LEN + 1 : 1);
+        log_info("admin: uid %lu (pid %ld) rotated the signing key: %s is active, %s is retired",
+                 (unsigned long)caller->uid, (long)caller->pid, new_kid, old_kid);
+        sockid__admin__rotate_key_response__init(rr);
+        rr->active_kid = bin(new_kid);
+        rr->retired_kid = bin(old_kid);
+        resp->kind_case = SOCKID__ADMIN__RESPONSE__KIND_ROTATE_KEY;
+        resp->rotate_key = rr;
+    }
+    keyset_unref(after);
+    keyset_unref(before);
+}
+
 void admin_handle(struct admin *a, struct arena *arena, const struct admin_caller *caller,
                   const Sockid__Admin__Request *req, Sockid__Admin__Response *resp,
                   struct entries_snapshot **ret_hold)
@@ -552,6 +612,9 @@ void admin_handle(struct admin *a, struct arena *arena, const struct admin_calle
         return;
     case SOCKID__ADMIN__REQUEST__KIND_DELETE_ENTRY:
         handle_delete(a, arena, caller, req, resp);
+        return;
+    case SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY:
+        handle_rotate(a, arena, caller, req, resp);
         return;
     case SOCKID__ADMIN__REQUEST__KIND_GET_ENTRY:
     case SOCKID__ADMIN__REQUEST__KIND_LIST_ENTRIES:

@@ -17,12 +17,14 @@
 #include "arena.h"
 #include "config.h"
 #include "entries.h"
+#include "keys.h"
 #include "store.h"
 
 struct admin {
     const struct config *cfg;
     struct store *store;
     struct entries_registry *registry;
+    struct keys *keys; /* rotated here, under lock, on schedule or on request */
     /* The writer's reference to the newest snapshot, which the next change
      * derives from. Guarded by lock: admin calls may come from any loop. */
     struct entries_snapshot *current;
@@ -44,9 +46,14 @@ struct admin_caller {
 __attribute__((warn_unused_result)) int admin_init(struct admin *a, const struct config *cfg,
                                                    struct store *store,
                                                    struct entries_registry *registry,
+                                                   struct keys *keys,
                                                    struct entries_snapshot *current,
                                                    uint64_t started_ms);
 void admin_fini(struct admin *a);
+
+/* Rotates the signing key when it is older than key_rotation and drops
+ * retired keys whose tokens have all expired. Logs what it did. */
+void admin_maintain_keys(struct admin *a, int64_t now);
 
 /* Root and the agent's own uid always; admin_uids; members of admin_gids. */
 bool admin_authorized(const struct config *cfg, const struct admin_caller *caller);

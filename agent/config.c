@@ -61,6 +61,7 @@ enum config_kind {
     CONFIG_KIND_U32,
     CONFIG_KIND_BOOL,
     CONFIG_KIND_ID_LIST,
+    CONFIG_KIND_DURATION,
 };
 
 struct config_key {
@@ -88,6 +89,7 @@ static const struct config_key config_keys[] = {
     CONFIG_KEY("admin_gids", CONFIG_KIND_ID_LIST, admin_gids, 0, 0),
     CONFIG_KEY("default_ttl", CONFIG_KIND_U32, default_ttl, 1, 31536000),
     CONFIG_KEY("max_ttl", CONFIG_KIND_U32, max_ttl, 1, 31536000),
+    CONFIG_KEY("key_rotation", CONFIG_KIND_DURATION, key_rotation, 1, 31536000),
     CONFIG_KEY("log_format", CONFIG_KIND_LOG_FORMAT, log_format, 0, 0),
     CONFIG_KEY("max_frame", CONFIG_KIND_U32, max_frame, 512, 16777216),
     CONFIG_KEY("request_memory", CONFIG_KIND_U32, request_memory, 512, 268435456),
@@ -275,6 +277,48 @@ static bool config_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t
 }
 
 /* One to four octal digits, at most 0777. */
+/* Seconds, plain or with one unit suffix: s, m, h, d. */
+static bool config_parse_duration(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+    char num[16];
+    size_t n = strlen(s);
+    uint64_t unit = 1;
+    if (n > 1 && n < sizeof(num)) {
+        switch (s[n - 1]) {
+        case 's':
+            unit = 1;
+            n--;
+            break;
+        case 'm':
+            unit = 60;
+            n--;
+            break;
+        case 'h':
+            unit = 3600;
+            n--;
+            break;
+        case 'd':
+            unit = 86400;
+            n--;
+            break;
+        default:
+            break;
+        }
+    }
+    if (n == 0 || n >= sizeof(num))
+        return false;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    uint32_t v;
+    if (!config_parse_u32(num, 0, UINT32_MAX, &v))
+        return false;
+    uint64_t total = (uint64_t)v * unit;
+    if (total < min || total > max)
+        return false;
+    *ret = (uint32_t)total;
+    return true;
+}
+
 /* "0, 1000 2000": numbers separated by commas and/or blanks; an empty
  * value is an empty list. */
 static bool config_parse_id_list(const char *s, struct config_id_list *ret)
@@ -456,6 +500,16 @@ static int config_key_apply(struct config *cfg, const struct config_key *k, cons
         }
         *(uint32_t *)(void *)field = u;
         return 0;
+    case CONFIG_KIND_DURATION:
+        if (!config_parse_duration(value, k->min, k->max, &u)) {
+            config_err(why, why_len,
+                       "must be a duration between %u and %u seconds (a number of seconds, or "
+                       "with s, m, h or d), got \"%s\"",
+                       k->min, k->max, config_quote(q, sizeof(q), value));
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = u;
+        return 0;
     case CONFIG_KIND_ID_LIST:
         if (!config_parse_id_list(value, (struct config_id_list *)(void *)field)) {
             config_err(why, why_len,
@@ -597,6 +651,7 @@ int config_new(struct config **ret)
     cfg->admin_socket_mode = 0600;
     cfg->default_ttl = 300;
     cfg->max_ttl = 86400;
+    cfg->key_rotation = 86400;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->max_frame = 65536;
     cfg->request_memory = 262144;

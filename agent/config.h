@@ -58,6 +58,9 @@ struct config {
                                          supplementary) of these groups */
     uint32_t default_ttl;     /* default_ttl seconds of an entry's tokens; 300 */
     uint32_t max_ttl;         /* max_ttl: no entry's ttl may exceed it; 86400 */
+    uint32_t key_rotation;    /* key_rotation seconds ("30s", "10m", "24h", "7d"
+                                 also read); the active signing key is replaced
+                                 when older; default 86400 */
     enum log_format log_format; /* log_format = text | json */
 
     uint32_t max_frame;            /* max_frame bytes; default 65536; 512..16 MiB */

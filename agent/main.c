@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "attest.h"
 #include "config.h"
+#include "keys.h"
 #include "log.h"
 #include "peer.h"
 #include "server.h"
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     struct server *server = NULL;
     struct store *store = NULL;
     struct entries_registry *registry = NULL;
+    struct keys *keys = NULL;
     struct admin admin;
     bool admin_ready = false;
     char *plugin_dir = NULL;
@@ -224,6 +226,11 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    /* After the store: its lock makes this the only agent on the data dir. */
+    if (keys_open(cfg->data_dir, (int64_t)time(NULL), &keys, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     struct entry **loaded = NULL;
     size_t n_loaded = 0;
     if (store_load(store, &loaded, &n_loaded, err, sizeof(err)) < 0) {
@@ -240,7 +247,7 @@ int main(int argc, char **argv)
         r = -ENOMEM;
     }
     /* The registry holds the load's reference from here; admin takes its own. */
-    if (r < 0 || admin_init(&admin, cfg, store, registry, snap, started_ms) < 0) {
+    if (r < 0 || admin_init(&admin, cfg, store, registry, keys, snap, started_ms) < 0) {
         log_error("out of memory loading %zu entries", n_loaded);
         goto out;
     }
@@ -276,7 +283,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (server_new(cfg, attest, &admin, registry, &features, &server, err, sizeof(err)) < 0) {
+    /* A key past key_rotation while the agent was down is replaced now. */
+    admin_maintain_keys(&admin, (int64_t)time(NULL));
+    if (server_new(cfg, attest, &admin, registry, keys, &features, &server, err, sizeof(err)) <
+        0) {
         log_error("%s", err);
         goto out;
     }
@@ -288,6 +298,7 @@ out:
         admin_fini(&admin);
     registry = entries_registry_free(registry);
     store = store_close(store);
+    keys = keys_close(keys);
     attest = attest_free(attest);
     free(plugin_dir);
     cfg = config_free(cfg);

@@ -36,6 +36,8 @@
 /* Time a stopping agent gives clients to take their last answers. */
 #define STOP_GRACE_MS 5000u
 #define ACCEPT_BURST 64
+/* Tokens one event loop keeps signed and ready. */
+#define TOKEN_CACHE_SIZE 4096u
 #define EPOLL_BATCH 64
 
 struct uid_slot {
@@ -73,6 +75,10 @@ struct loop {
     size_t out_cap;
     struct workload_ctx wctx;
     struct entries_reader reader;
+    struct keys_reader keys_reader;
+    const struct entries_snapshot *seen_entries; /* what the cache was pruned for */
+    const struct keyset *seen_keyset;
+    struct token_cache *tokens;
     uint64_t next_sweep_ms;
 };
 
@@ -81,6 +87,7 @@ struct server {
     const struct attest *attest;
     struct admin *admin;
     struct entries_registry *registry;
+    struct keys *keys;
     struct peer_features features;
     int listen_fd;
     int admin_fd;
@@ -404,6 +411,29 @@ static int conn_reply_error(struct server *s, struct conn *c, Sockid__ErrorCode 
     return conn_reply(s, c, &resp.base);
 }
 
+static bool cache_keep(void *opaque, const char *entry_id, const char *kid)
+{
+    const struct loop *l = opaque;
+    const struct key *active = keyset_active(l->wctx.keyset);
+    return active && strcmp(kid, active->kid) == 0 &&
+           entries_snapshot_find(l->wctx.entries, entry_id) != NULL;
+}
+
+/* Picks up the current entries and keys for this request (one atomic load
+ * each when nothing changed), and evicts the cached tokens a change made
+ * stale: those of deleted entries and of keys no longer active. */
+static void loop_refresh(struct server *s, struct loop *l)
+{
+    l->wctx.entries = entries_reader_get(s->registry, &l->reader);
+    l->wctx.keyset = keys_reader_get(s->keys, &l->keys_reader);
+    l->wctx.now = (int64_t)time(NULL);
+    if (l->wctx.entries != l->seen_entries || l->wctx.keyset != l->seen_keyset) {
+        token_cache_retain(l->tokens, cache_keep, l);
+        l->seen_entries = l->wctx.entries;
+        l->seen_keyset = l->wctx.keyset;
+    }
+}
+
 static int conn_handle_admin(struct server *s, struct conn *c, const uint8_t *payload,
                              uint32_t len)
 {
@@ -471,7 +501,7 @@ static int conn_handle_frame(struct server *s, struct conn *c, const uint8_t *pa
         .pid = c->cred_pid,
         .uid = c->cred_uid,
     };
-    l->wctx.entries = entries_reader_get(s->registry, &l->reader);
+    loop_refresh(s, l);
     workload_handle(&l->wctx, &wp, req, &resp);
     /* Memory of req and resp belongs to the arena, reset per request. */
     return conn_reply(s, c, &resp.base);
@@ -783,6 +813,7 @@ int server_run(struct server *s)
         uint64_t now = now_ms();
         if (now >= l->next_sweep_ms) {
             sweep(s, now);
+            admin_maintain_keys(s->admin, (int64_t)time(NULL));
             l->next_sweep_ms = now + interval;
         }
     }
@@ -793,8 +824,9 @@ int server_run(struct server *s)
 }
 
 int server_new(const struct config *cfg, const struct attest *attest, struct admin *admin,
-               struct entries_registry *registry, const struct peer_features *features,
-               struct server **ret, char *err, size_t err_len)
+               struct entries_registry *registry, struct keys *keys,
+               const struct peer_features *features, struct server **ret, char *err,
+               size_t err_len)
 {
     struct server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -803,6 +835,7 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
     s->attest = attest;
     s->admin = admin;
     s->registry = registry;
+    s->keys = keys;
     s->features = *features;
     s->listen_fd = s->admin_fd = s->lock_fd = s->signal_fd = -1;
     s->loop.epfd = -1;
@@ -813,7 +846,8 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
     s->uids = calloc(cfg->max_connections, sizeof(*s->uids));
     l->arena_buf = malloc(cfg->request_memory);
     l->selectors = malloc(sizeof(*l->selectors));
-    if (!s->uids || !l->arena_buf || !l->selectors) {
+    if (!s->uids || !l->arena_buf || !l->selectors ||
+        token_cache_new(TOKEN_CACHE_SIZE, &l->tokens) < 0) {
         r = -ENOMEM;
         set_err(err, err_len, "out of memory");
         goto fail;
@@ -827,6 +861,7 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         .started_ms = s->started_ms,
         .arena = &l->arena,
         .selectors = l->selectors,
+        .tokens = l->tokens,
     };
 
     r = server_listen(s, err, err_len);
@@ -876,6 +911,8 @@ struct server *server_free(struct server *s)
     if (s->admin_created)
         (void)unlink(s->cfg->admin_socket_path);
     entries_reader_release(&s->loop.reader);
+    keys_reader_release(&s->loop.keys_reader);
+    token_cache_free(s->loop.tokens);
     if (s->signal_fd >= 0)
         (void)close(s->signal_fd);
     if (s->loop.epfd >= 0)

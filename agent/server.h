@@ -13,6 +13,7 @@
 #include "attest.h"
 #include "config.h"
 #include "entries.h"
+#include "keys.h"
 #include "peer.h"
 
 struct server;
@@ -20,12 +21,14 @@ struct server;
 /* Prepares the sockets: creates their directories, takes SOCKET.lock,
  * refuses when another agent answers on a socket, removes a stale socket
  * file, binds the workload socket with cfg->socket_mode and the admin socket
- * with cfg->admin_socket_mode. Workload requests read entries from registry;
- * admin requests go to admin. On failure writes why into err. */
+ * with cfg->admin_socket_mode. Workload requests read entries from registry
+ * and sign with keys; admin requests go to admin, which also rotates keys on
+ * schedule. On failure writes why into err. */
 __attribute__((warn_unused_result)) int server_new(const struct config *cfg,
                                                    const struct attest *attest,
                                                    struct admin *admin,
                                                    struct entries_registry *registry,
+                                                   struct keys *keys,
                                                    const struct peer_features *features,
                                                    struct server **ret, char *err,
                                                    size_t err_len);

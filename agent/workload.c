@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -205,6 +206,267 @@ static void handle_health(struct workload_ctx *ctx, Sockid__Workload__Response *
     resp->health = h;
 }
 
+/* Copies a bytes field into the arena as a C string; refuses NULs. */
+static const char *arena_str(struct workload_ctx *ctx, const ProtobufCBinaryData *b)
+{
+    if (b->len > 0 && memchr(b->data, '\0', b->len))
+        return NULL;
+    char *s = arena_alloc(ctx->arena, b->len + 1);
+    if (!s)
+        return NULL;
+    if (b->len)
+        memcpy(s, b->data, b->len);
+    s[b->len] = '\0';
+    return s;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Is every requested audience one the entry allows? */
+static bool audiences_allowed(const struct entry *e, const char *const *aud, size_t n)
+{
+    if (e->n_audiences == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < e->n_audiences && !found; j++)
+            found = strcmp(aud[i], e->audiences[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* A token for e and the sorted audiences: from the cache while more than
+ * half its life is left, else freshly signed. The result is copied into the
+ * arena (a later put in this request may evict the cached copy). */
+static int token_for(struct workload_ctx *ctx, const struct entry *e, const char *const *aud,
+                     size_t n_aud, const char *aud_key, const char **ret, int64_t *ret_exp)
+{
+    const struct key *key = keyset_active(ctx->keyset);
+    if (!key)
+        return -EAGAIN;
+    int64_t exp;
+    const char *tok = token_cache_get(ctx->tokens, e->id, aud_key, key->kid, ctx->now, &exp);
+    char *signed_tok = NULL;
+    if (!tok) {
+        uint32_t ttl = e->ttl < ctx->cfg->max_ttl ? e->ttl : ctx->cfg->max_ttl;
+        exp = ctx->now + (int64_t)ttl;
+        int r = token_sign(key, e->spiffe_id, aud, n_aud, ctx->now, exp, NULL, &signed_tok);
+        if (r < 0)
+            return r;
+        /* A failed put only costs the next request a signature. */
+        if (token_cache_put(ctx->tokens, e->id, aud_key, key->kid, signed_tok, ctx->now, exp) <
+            0)
+            log_debug("token cache: could not keep the token for entry %s", e->id);
+        tok = signed_tok;
+    }
+    size_t len = strlen(tok);
+    char *copy = arena_alloc(ctx->arena, len + 1);
+    if (copy)
+        memcpy(copy, tok, len + 1);
+    free(signed_tok);
+    if (!copy)
+        return -ENOMEM;
+    *ret = copy;
+    *ret_exp = exp;
+    return 0;
+}
+
+static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_peer *wp,
+                               const Sockid__Workload__Request *req,
+                               Sockid__Workload__Response *resp)
+{
+    const Sockid__Workload__FetchTokenRequest *f = req->fetch_token;
+    char err[256];
+    /* Arguments first: a malformed request costs no attestation. */
+    if (f->n_audiences == 0 || f->n_audiences > TOKEN_MAX_AUDIENCES) {
+        (void)snprintf(err, sizeof(err), "ask for 1 to %u audiences, got %zu",
+                       TOKEN_MAX_AUDIENCES, f->n_audiences);
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "%s", err);
+        return;
+    }
+    const char **aud = arena_alloc(ctx->arena, sizeof(*aud) * f->n_audiences);
+    if (!aud) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+        return;
+    }
+    size_t key_len = 0;
+    for (size_t i = 0; i < f->n_audiences; i++) {
+        char why[128];
+        aud[i] = arena_str(ctx, &f->audiences[i]);
+        if (!aud[i] || !token_audience_valid(aud[i], f->audiences[i].len, why, sizeof(why))) {
+            workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "audience %zu: %s",
+                           i + 1, aud[i] ? why : "holds a NUL byte");
+            return;
+        }
+        key_len += f->audiences[i].len + 1;
+    }
+    const char *want = NULL;
+    if (f->spiffe_id.len) {
+        want = arena_str(ctx, &f->spiffe_id);
+        if (!want ||
+            !entries_spiffe_id_valid(want, f->spiffe_id.len, ctx->cfg->trust_domain, err,
+                                     sizeof(err))) {
+            workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "%s",
+                           want ? err : "the SPIFFE ID holds a NUL byte");
+            return;
+        }
+    }
+    /* The cache key: the audience set, sorted, duplicates dropped. */
+    size_t n_aud = f->n_audiences;
+    qsort(aud, n_aud, sizeof(*aud), cmp_cstr);
+    size_t w = 1;
+    for (size_t r = 1; r < n_aud; r++)
+        if (strcmp(aud[r], aud[w - 1]) != 0)
+            aud[w++] = aud[r];
+    n_aud = w;
+    char *aud_key = arena_alloc(ctx->arena, key_len + 1);
+    if (!aud_key) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+        return;
+    }
+    aud_key[0] = '\0';
+    for (size_t i = 0, pos = 0; i < n_aud; i++) {
+        size_t l = strlen(aud[i]);
+        memcpy(aud_key + pos, aud[i], l);
+        pos += l;
+        aud_key[pos++] = i + 1 < n_aud ? '\n' : '\0';
+    }
+
+    if (!attest_peer(ctx, wp, req, resp))
+        return;
+    int n = match_entries(ctx, wp, req, resp);
+    if (n < 0)
+        return;
+    Sockid__Workload__FetchTokenResponse *fr = arena_alloc(ctx->arena, sizeof(*fr));
+    Sockid__Workload__Token **toks = arena_alloc(ctx->arena, sizeof(*toks) * (n ? (size_t)n : 1));
+    if (!fr || !toks) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+        return;
+    }
+    sockid__workload__fetch_token_response__init(fr);
+    size_t count = 0;
+    const char *denied_aud_for = NULL;
+    for (int i = 0; i < n; i++) {
+        const struct entry *e = ctx->matches[i];
+        if (want && strcmp(e->spiffe_id, want) != 0)
+            continue;
+        /* One token per SPIFFE ID: the first entry in the stable order that
+         * allows these audiences. */
+        bool seen = false;
+        for (size_t j = 0; j < count && !seen; j++)
+            seen = strcmp((const char *)toks[j]->spiffe_id.data, e->spiffe_id) == 0;
+        if (seen)
+            continue;
+        if (!audiences_allowed(e, aud, n_aud)) {
+            denied_aud_for = e->spiffe_id;
+            continue;
+        }
+        const char *tok;
+        int64_t exp;
+        int r = token_for(ctx, e, aud, n_aud, aud_key, &tok, &exp);
+        if (r < 0) {
+            workload_error(ctx, resp,
+                           r == -EAGAIN ? SOCKID__ERROR_CODE__UNAVAILABLE
+                                        : SOCKID__ERROR_CODE__INTERNAL,
+                           "cannot sign a token: %s", strerror(-r));
+            log_error("signing a token for %s failed: %s", e->spiffe_id, strerror(-r));
+            return;
+        }
+        Sockid__Workload__Token *t = arena_alloc(ctx->arena, sizeof(*t));
+        if (!t) {
+            workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+            return;
+        }
+        sockid__workload__token__init(t);
+        t->spiffe_id = (ProtobufCBinaryData){.len = strlen(e->spiffe_id),
+                                             .data = (uint8_t *)e->spiffe_id};
+        t->token = (ProtobufCBinaryData){.len = strlen(tok), .data = (uint8_t *)tok};
+        t->expires_at = exp;
+        toks[count++] = t;
+    }
+    if (count == 0) {
+        if (denied_aud_for)
+            (void)snprintf(err, sizeof(err),
+                           "permission denied: the entry for %s does not allow these audiences",
+                           denied_aud_for);
+        else if (want)
+            (void)snprintf(err, sizeof(err),
+                           "permission denied: this process has no identity %s", want);
+        else
+            (void)snprintf(err, sizeof(err), "permission denied: no identity for this process");
+        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__PERMISSION_DENIED, err);
+        return;
+    }
+    fr->n_tokens = count;
+    fr->tokens = toks;
+    resp->kind_case = SOCKID__WORKLOAD__RESPONSE__KIND_FETCH_TOKEN;
+    resp->fetch_token = fr;
+}
+
+static void handle_fetch_bundle(struct workload_ctx *ctx, Sockid__Workload__Response *resp)
+{
+    Sockid__Workload__FetchBundleResponse *b = arena_alloc(ctx->arena, sizeof(*b));
+    if (!b) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+        return;
+    }
+    sockid__workload__fetch_bundle_response__init(b);
+    const char *jwks = keyset_jwks(ctx->keyset);
+    b->jwks = (ProtobufCBinaryData){.len = strlen(jwks), .data = (uint8_t *)jwks};
+    resp->kind_case = SOCKID__WORKLOAD__RESPONSE__KIND_FETCH_BUNDLE;
+    resp->fetch_bundle = b;
+}
+
+static void handle_validate(struct workload_ctx *ctx, const Sockid__Workload__Request *req,
+                            Sockid__Workload__Response *resp)
+{
+    const Sockid__Workload__ValidateRequest *v = req->validate;
+    char why[256];
+    if (v->token.len == 0 || v->token.len > TOKEN_MAX_LEN) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT,
+                       "the token must be 1 to %u bytes, got %zu", TOKEN_MAX_LEN, v->token.len);
+        return;
+    }
+    const char *aud = arena_str(ctx, &v->audience);
+    if (!aud || !token_audience_valid(aud, v->audience.len, why, sizeof(why))) {
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "audience: %s",
+                       aud ? why : "holds a NUL byte");
+        return;
+    }
+    struct token_claims *claims = NULL;
+    int r = token_validate(ctx->keyset, (const char *)v->token.data, v->token.len, aud,
+                           ctx->cfg->trust_domain, ctx->now, &claims, why, sizeof(why));
+    if (r < 0) {
+        workload_error(ctx, resp,
+                       r == -EINVAL ? SOCKID__ERROR_CODE__INVALID_ARGUMENT
+                                    : SOCKID__ERROR_CODE__PERMISSION_DENIED,
+                       "invalid token: %s", why);
+        return;
+    }
+    Sockid__Workload__ValidateResponse *vr = arena_alloc(ctx->arena, sizeof(*vr));
+    size_t sub_len = strlen(claims->sub), json_len = strlen(claims->claims_json);
+    char *sub = arena_alloc(ctx->arena, sub_len + 1);
+    char *json = arena_alloc(ctx->arena, json_len + 1);
+    if (!vr || !sub || !json) {
+        token_claims_free(claims);
+        workload_error(ctx, resp, SOCKID__ERROR_CODE__INTERNAL, "out of request memory");
+        return;
+    }
+    memcpy(sub, claims->sub, sub_len + 1);
+    memcpy(json, claims->claims_json, json_len + 1);
+    token_claims_free(claims);
+    sockid__workload__validate_response__init(vr);
+    vr->spiffe_id = (ProtobufCBinaryData){.len = sub_len, .data = (uint8_t *)sub};
+    vr->claims_json = (ProtobufCBinaryData){.len = json_len, .data = (uint8_t *)json};
+    resp->kind_case = SOCKID__WORKLOAD__RESPONSE__KIND_VALIDATE;
+    resp->validate = vr;
+}
+
 void workload_handle(struct workload_ctx *ctx, const struct workload_peer *wp,
                      const Sockid__Workload__Request *req, Sockid__Workload__Response *resp)
 {
@@ -216,10 +478,13 @@ void workload_handle(struct workload_ctx *ctx, const struct workload_peer *wp,
         handle_health(ctx, resp);
         return;
     case SOCKID__WORKLOAD__REQUEST__KIND_FETCH_TOKEN:
+        handle_fetch_token(ctx, wp, req, resp);
+        return;
     case SOCKID__WORKLOAD__REQUEST__KIND_FETCH_BUNDLE:
+        handle_fetch_bundle(ctx, resp);
+        return;
     case SOCKID__WORKLOAD__REQUEST__KIND_VALIDATE:
-        workload_error(ctx, resp, SOCKID__ERROR_CODE__UNIMPLEMENTED,
-                       "%s is not available in this version of sockid-agent", request_name(req));
+        handle_validate(ctx, req, resp);
         return;
     default:
         break;

@@ -10,8 +10,10 @@
 #include "attest.h"
 #include "config.h"
 #include "entries.h"
+#include "keys.h"
 #include "peer.h"
 #include "selector.h"
+#include "token.h"
 #include "workload.pb-c.h"
 
 /* What a request handler may use; one per event loop, reused per request. */
@@ -23,6 +25,9 @@ struct workload_ctx {
     struct arena *arena; /* response memory; reset by the caller per request */
     struct selector_set *selectors; /* scratch */
     const struct entries_snapshot *entries; /* current for this request */
+    const struct keyset *keyset;            /* current for this request */
+    struct token_cache *tokens;             /* this loop's cache */
+    int64_t now;                            /* wall clock, unix seconds */
     const struct entry *matches[ENTRIES_MATCH_MAX]; /* scratch */
 };
 

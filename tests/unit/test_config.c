@@ -23,7 +23,7 @@
 
 #define KNOWN_KEYS                                                                                 \
     "socket, admin_socket, data_dir, trust_domain, plugin_dir, socket_mode, admin_socket_mode, "   \
-    "admin_uids, admin_gids, default_ttl, max_ttl, log_format, "                                   \
+    "admin_uids, admin_gids, default_ttl, max_ttl, key_rotation, log_format, "                     \
     "max_frame, request_memory, max_connections, max_connections_per_uid, frame_timeout_ms, "      \
     "idle_timeout_ms, attest_timeout_ms, workers, require_peer_pidfd"
 
@@ -799,6 +799,7 @@ static void test_set_errors(void **state)
                      "--bogus: not a configuration option; known ones are: --socket, "
                      "--admin-socket, --data-dir, --trust-domain, --plugin-dir, --socket-mode, "
                      "--admin-socket-mode, --admin-uids, --admin-gids, --default-ttl, --max-ttl, "
+                     "--key-rotation, "
                      "--log-format, --max-frame, --request-memory, --max-connections, "
                      "--max-connections-per-uid, --frame-timeout-ms, --idle-timeout-ms, "
                      "--attest-timeout-ms, --workers, --require-peer-pidfd");
@@ -857,6 +858,20 @@ static void test_admin_and_ttl_keys(void **state)
     assert_string_equal(err, "t.conf:2: key 'admin_uids': must be a list of at most 64 numeric ids "
                              "separated by commas or spaces, got \"1000, alice\"");
     assert_int_equal(cfg->admin_uids.n, 3); /* unchanged */
+
+    static const char rot[] = "[agent]\nkey_rotation = 24h\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", rot, sizeof(rot) - 1, err, sizeof(err)), 0);
+    assert_int_equal(cfg->key_rotation, 86400);
+    static const char rot2[] = "[agent]\nkey_rotation = 90\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", rot2, sizeof(rot2) - 1, err, sizeof(err)),
+                     0);
+    assert_int_equal(cfg->key_rotation, 90);
+    static const char rot3[] = "[agent]\nkey_rotation = 3w\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", rot3, sizeof(rot3) - 1, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "t.conf:2: key 'key_rotation': must be a duration between 1 and "
+                             "31536000 seconds (a number of seconds, or with s, m, h or d), got "
+                             "\"3w\"");
 
     static const char ttl[] = "[agent]\nmax_ttl = 100\ndefault_ttl = 200\n";
     assert_int_equal(config_load_buffer(cfg, "t.conf", ttl, sizeof(ttl) - 1, err, sizeof(err)),
