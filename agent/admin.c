@@ -245,7 +245,7 @@ static void handle_create(struct admin *a, struct arena *arena, const struct adm
         return;
     }
     if (c->n_audiences > ENTRY_MAX_AUDIENCES) {
-        (void)snprintf(err, sizeof(err), "an entry allows at most %u audiences, got %zu",
+        (void)snprintf(err, sizeof(err), "an entry has at most %u audiences, got %zu",
                        ENTRY_MAX_AUDIENCES, c->n_audiences);
         refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, err);
         return;

@@ -267,19 +267,21 @@ static int server_listen(struct server *s, char *err, size_t err_len)
             set_err(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
         return r == -EWOULDBLOCK ? -EADDRINUSE : r;
     }
+    /* The admin socket first: once the workload socket answers, both do
+     * (scripts wait for the workload socket, then manage entries). It is
+     * closed to all but the agent's user by default; every call on it is
+     * authorized again by the caller's credentials. */
+    r = listen_unix(s->cfg->admin_socket_path, s->cfg->admin_socket_mode, &s->admin_fd, err,
+                    err_len);
+    if (r < 0)
+        return r;
+    s->admin_created = true;
     /* The workload socket is open to every local user by default, because
      * identity comes from attestation, not from who can connect. */
     r = listen_unix(path, s->cfg->socket_mode, &s->listen_fd, err, err_len);
     if (r < 0)
         return r;
     s->socket_created = true;
-    /* The admin socket is closed to all but the agent's user by default;
-     * every call on it is authorized again by the caller's credentials. */
-    r = listen_unix(s->cfg->admin_socket_path, s->cfg->admin_socket_mode, &s->admin_fd, err,
-                    err_len);
-    if (r < 0)
-        return r;
-    s->admin_created = true;
     return 0;
 }
 

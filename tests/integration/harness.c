@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -621,4 +623,333 @@ int report_recv(int fd, int timeout_ms, int *ret_r, Sockid__Workload__Response *
     }
     free(buf);
     return r;
+}
+
+/* --- other users --------------------------------------------------------- */
+
+pid_t h_fork_as(const struct h_creds *creds)
+{
+    h_register_owner();
+    pid_t parent = getpid();
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid > 0)
+        return pid;
+    if (creds) {
+        if (setgroups(creds->n_groups, creds->groups) < 0 ||
+            setresgid(creds->gid, creds->gid, creds->gid) < 0 ||
+            setresuid(creds->uid, creds->uid, creds->uid) < 0)
+            h_fail("cannot switch to uid %lu gid %lu: %s", (unsigned long)creds->uid,
+                   (unsigned long)creds->gid, strerror(errno));
+    }
+    /* After the switch: a change of credentials clears the death signal. */
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    return 0;
+}
+
+int h_wait_child(pid_t pid, const char *what)
+{
+    int status;
+    int r = h_wait_exit(pid, H_TIMEOUT_MS, &status);
+    if (r < 0) {
+        (void)kill(pid, SIGKILL);
+        (void)waitpid(pid, &status, 0);
+        h_fail("%s: the child (pid %d) did not exit within %d ms", what, (int)pid, H_TIMEOUT_MS);
+    }
+    if (!WIFEXITED(status)) {
+        char how[128];
+        h_describe_status(status, how, sizeof(how));
+        h_fail("%s: the child (pid %d) ended with %s", what, (int)pid, how);
+    }
+    return WEXITSTATUS(status);
+}
+
+static void h_read_capture(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (lseek(fd, 0, SEEK_SET) == 0) {
+        while (n < cap - 1) {
+            ssize_t r = read(fd, buf + n, cap - 1 - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+        }
+    }
+    buf[n] = '\0';
+}
+
+void h_run(const struct h_creds *creds, const char *const *argv, struct h_run *ret)
+{
+    int out = memfd_create("h_run-stdout", MFD_CLOEXEC);
+    int err = memfd_create("h_run-stderr", MFD_CLOEXEC);
+    H_CHECK(out >= 0 && err >= 0, "memfd_create: %s", strerror(errno));
+    pid_t pid = h_fork_as(creds);
+    if (pid == 0) {
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(127);
+        (void)signal(SIGPIPE, SIG_DFL);
+        execv(argv[0], (char *const *)argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    ret->pid = pid;
+    ret->status = h_wait_child(pid, argv[0]);
+    h_read_capture(out, ret->out, sizeof(ret->out));
+    h_read_capture(err, ret->err, sizeof(ret->err));
+    (void)close(out);
+    (void)close(err);
+}
+
+/* --- admin socket ---------------------------------------------------------- */
+
+void agent_admin_path(const struct agent *a, char ret[static H_PATH_MAX])
+{
+    int n = snprintf(ret, H_PATH_MAX, "%s/admin.sock", a->dir);
+    H_CHECK(n > 0 && n < H_PATH_MAX, "admin socket path under %s is too long", a->dir);
+}
+
+void agent_wait_admin(const struct agent *a)
+{
+    char path[H_PATH_MAX];
+    agent_admin_path(a, path);
+    int64_t deadline = h_now_ms() + H_TIMEOUT_MS;
+    for (;;) {
+        int fd = proto_connect(path);
+        if (fd >= 0) {
+            (void)close(fd);
+            return;
+        }
+        if (h_now_ms() >= deadline)
+            h_fail("the agent did not accept connections on %s within %d ms (last: %s)", path,
+                   H_TIMEOUT_MS, strerror(-fd));
+        h_sleep_ms(10);
+    }
+}
+
+static int admin_send(int fd, const Sockid__Admin__Request *req)
+{
+    size_t len = sockid__admin__request__get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return -ENOMEM;
+    (void)sockid__admin__request__pack(req, buf);
+    int r = frame_write(fd, buf, (uint32_t)len, H_TIMEOUT_MS);
+    free(buf);
+    return r;
+}
+
+static ProtobufCBinaryData h_bytes(const char *s)
+{
+    return (ProtobufCBinaryData){.len = s ? strlen(s) : 0, .data = (uint8_t *)s};
+}
+
+int admin_send_create(int fd, const char *spiffe_id, const char *const *selectors, size_t n)
+{
+    ProtobufCBinaryData sels[64];
+    if (n > sizeof(sels) / sizeof(sels[0]))
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        sels[i] = h_bytes(selectors[i]);
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__CreateEntryRequest c = SOCKID__ADMIN__CREATE_ENTRY_REQUEST__INIT;
+    c.spiffe_id = h_bytes(spiffe_id);
+    c.selectors = sels;
+    c.n_selectors = n;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_CREATE_ENTRY;
+    req.create_entry = &c;
+    return admin_send(fd, &req);
+}
+
+int admin_send_delete(int fd, const char *id)
+{
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__DeleteEntryRequest d = SOCKID__ADMIN__DELETE_ENTRY_REQUEST__INIT;
+    d.id = h_bytes(id);
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_DELETE_ENTRY;
+    req.delete_entry = &d;
+    return admin_send(fd, &req);
+}
+
+int admin_send_get(int fd, const char *id)
+{
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__GetEntryRequest g = SOCKID__ADMIN__GET_ENTRY_REQUEST__INIT;
+    g.id = h_bytes(id);
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_GET_ENTRY;
+    req.get_entry = &g;
+    return admin_send(fd, &req);
+}
+
+int admin_send_list(int fd, const char *page_token, uint32_t page_size)
+{
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__ListEntriesRequest l = SOCKID__ADMIN__LIST_ENTRIES_REQUEST__INIT;
+    l.page_token = h_bytes(page_token);
+    l.page_size = page_size;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_LIST_ENTRIES;
+    req.list_entries = &l;
+    return admin_send(fd, &req);
+}
+
+int admin_send_health(int fd)
+{
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__HealthRequest h = SOCKID__ADMIN__HEALTH_REQUEST__INIT;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_HEALTH;
+    req.health = &h;
+    return admin_send(fd, &req);
+}
+
+int admin_recv(int fd, int timeout_ms, Sockid__Admin__Response **ret)
+{
+    uint8_t *buf = malloc(H_RESPONSE_MAX);
+    if (!buf)
+        return -ENOMEM;
+    uint32_t len;
+    int r = frame_read(fd, buf, H_RESPONSE_MAX, H_RESPONSE_MAX, timeout_ms, &len);
+    if (r == 0) {
+        Sockid__Admin__Response *resp = sockid__admin__response__unpack(NULL, len, buf);
+        if (resp)
+            *ret = resp;
+        else
+            r = -EBADMSG;
+    }
+    free(buf);
+    return r;
+}
+
+bool h_bytes_eq(ProtobufCBinaryData b, const char *s)
+{
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.data, s, b.len) == 0);
+}
+
+static void admin_describe_entry(const Sockid__Admin__Entry *e, char *buf, size_t len)
+{
+    if (!e) {
+        (void)snprintf(buf, len, "(no entry)");
+        return;
+    }
+    (void)snprintf(buf, len, "id=%.*s spiffe_id=%.*s selectors=%zu", (int)e->id.len,
+                   (const char *)e->id.data, (int)(e->spiffe_id.len > 200 ? 200 : e->spiffe_id.len),
+                   (const char *)e->spiffe_id.data, e->n_selectors);
+}
+
+void admin_describe_result(int r, const Sockid__Admin__Response *resp, char *buf, size_t len)
+{
+    char entry[512];
+    if (r == -ECONNRESET) {
+        (void)snprintf(buf, len, "connection closed by the agent");
+        return;
+    }
+    if (r < 0) {
+        (void)snprintf(buf, len, "no response: %s", strerror(-r));
+        return;
+    }
+    switch (resp->kind_case) {
+    case SOCKID__ADMIN__RESPONSE__KIND_ERROR:
+        (void)snprintf(buf, len, "error %s: \"%s\"", proto_code_name(resp->error->code),
+                       resp->error->message ? resp->error->message : "");
+        break;
+    case SOCKID__ADMIN__RESPONSE__KIND_CREATE_ENTRY:
+        admin_describe_entry(resp->create_entry->entry, entry, sizeof(entry));
+        (void)snprintf(buf, len, "create_entry %s", entry);
+        break;
+    case SOCKID__ADMIN__RESPONSE__KIND_GET_ENTRY:
+        admin_describe_entry(resp->get_entry->entry, entry, sizeof(entry));
+        (void)snprintf(buf, len, "get_entry %s", entry);
+        break;
+    case SOCKID__ADMIN__RESPONSE__KIND_DELETE_ENTRY:
+        (void)snprintf(buf, len, "delete_entry (done)");
+        break;
+    case SOCKID__ADMIN__RESPONSE__KIND_LIST_ENTRIES:
+        (void)snprintf(buf, len, "list_entries with %zu entries%s", resp->list_entries->n_entries,
+                       resp->list_entries->next_page_token.len ? ", more to come" : "");
+        break;
+    case SOCKID__ADMIN__RESPONSE__KIND_HEALTH:
+        (void)snprintf(buf, len, "admin_health version=%s entries=%llu",
+                       resp->health->version ? resp->health->version : "",
+                       (unsigned long long)resp->health->entries);
+        break;
+    default:
+        (void)snprintf(buf, len, "admin response of kind %d", (int)resp->kind_case);
+    }
+}
+
+void admin_listing_free(struct admin_listing *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->spiffe_ids[i]);
+    free(l->ids);
+    free(l->spiffe_ids);
+    free(l->revisions);
+    *l = (struct admin_listing){0};
+}
+
+long admin_listing_find(const struct admin_listing *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->ids[i], id) == 0)
+            return (long)i;
+    return -1;
+}
+
+void admin_list_all(const char *admin_sock, uint32_t page_size, struct admin_listing *ret)
+{
+    *ret = (struct admin_listing){0};
+    int fd = proto_connect(admin_sock);
+    H_CHECK(fd >= 0, "list: cannot connect to %s: %s", admin_sock, strerror(-fd));
+    char token[256] = "";
+    size_t cap = 0;
+    for (;;) {
+        int r = admin_send_list(fd, token, page_size);
+        Sockid__Admin__Response *resp = NULL;
+        if (r == 0)
+            r = admin_recv(fd, H_TIMEOUT_MS, &resp);
+        char desc[1024];
+        admin_describe_result(r, resp, desc, sizeof(desc));
+        H_CHECK(r == 0 && resp->kind_case == SOCKID__ADMIN__RESPONSE__KIND_LIST_ENTRIES,
+                "list page %zu: expected a list_entries answer, got %s", ret->pages + 1, desc);
+        const Sockid__Admin__ListEntriesResponse *l = resp->list_entries;
+        ret->pages++;
+        if (ret->n + l->n_entries > cap) {
+            cap = (ret->n + l->n_entries) * 2 + 16;
+            ret->ids = realloc(ret->ids, cap * sizeof(*ret->ids));
+            ret->spiffe_ids = realloc(ret->spiffe_ids, cap * sizeof(*ret->spiffe_ids));
+            ret->revisions = realloc(ret->revisions, cap * sizeof(*ret->revisions));
+            H_CHECK(ret->ids && ret->spiffe_ids && ret->revisions, "out of memory");
+        }
+        for (size_t i = 0; i < l->n_entries; i++) {
+            const Sockid__Admin__Entry *e = l->entries[i];
+            H_CHECK(e->id.len == 32, "list page %zu: an entry id of %zu bytes", ret->pages,
+                    e->id.len);
+            char id[33];
+            memcpy(id, e->id.data, 32);
+            id[32] = '\0';
+            H_CHECK(admin_listing_find(ret, id) < 0, "list page %zu: entry %s is listed twice",
+                    ret->pages, id);
+            memcpy(ret->ids[ret->n], id, sizeof(id));
+            ret->spiffe_ids[ret->n] = strndup((const char *)e->spiffe_id.data, e->spiffe_id.len);
+            H_CHECK(ret->spiffe_ids[ret->n], "out of memory");
+            ret->revisions[ret->n] = e->revision;
+            ret->n++;
+        }
+        size_t tlen = l->next_page_token.len;
+        H_CHECK(tlen < sizeof(token), "list page %zu: a page token of %zu bytes", ret->pages, tlen);
+        if (tlen)
+            memcpy(token, l->next_page_token.data, tlen);
+        token[tlen] = '\0';
+        H_CHECK(tlen == 0 || l->n_entries > 0,
+                "list page %zu: an empty page with a next page token", ret->pages);
+        sockid__admin__response__free_unpacked(resp, NULL);
+        if (tlen == 0)
+            break;
+    }
+    (void)close(fd);
 }

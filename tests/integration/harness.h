@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "admin.pb-c.h"
 #include "workload.pb-c.h"
 
 /* Exit status ctest reports as skipped. */
@@ -126,5 +127,86 @@ void proto_expect_served(const char *sock, uid_t uid, const char *what);
  * stream socket (a socketpair): the result, then the response's bytes. */
 int report_send(int fd, int r, const Sockid__Workload__Response *resp);
 int report_recv(int fd, int timeout_ms, int *ret_r, Sockid__Workload__Response **ret_resp);
+
+/* --- other users --------------------------------------------------------- */
+
+/* Credentials for a child process: uid, gid and exactly these supplementary
+ * groups (none when n_groups is 0). */
+struct h_creds {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[4];
+    size_t n_groups;
+};
+
+/* Forks a child that runs with creds (switching needs root; NULL keeps this
+ * process's credentials) and dies with the test.
+ * Returns the child's pid in the parent and 0 in the child, as fork() does.
+ * The child reports failure with h_fail(), which only exits it. */
+pid_t h_fork_as(const struct h_creds *creds);
+
+/* Waits for a child (H_TIMEOUT_MS, then kills it and fails the test) and
+ * returns its exit status; fails the test if a signal ended it. */
+int h_wait_child(pid_t pid, const char *what);
+
+#define H_RUN_OUTPUT_MAX 16384
+
+/* The outcome of h_run(): the child's pid, its exit status, and the start of
+ * its stdout and stderr, NUL-terminated. */
+struct h_run {
+    pid_t pid;
+    int status;
+    char out[H_RUN_OUTPUT_MAX];
+    char err[H_RUN_OUTPUT_MAX];
+};
+
+/* Runs argv (argv[0] a path) with creds (NULL: as this process), stdin from
+ * /dev/null, stdout and stderr captured, and waits for it as h_wait_child()
+ * does. */
+void h_run(const struct h_creds *creds, const char *const *argv, struct h_run *ret);
+
+/* --- admin socket ---------------------------------------------------------- */
+
+/* Where agent_start() puts the admin socket: DIR/admin.sock. */
+void agent_admin_path(const struct agent *a, char ret[static H_PATH_MAX]);
+
+/* Waits until the admin socket accepts a connection. agent_start() waits for
+ * the workload socket only, which the agent opens first. */
+void agent_wait_admin(const struct agent *a);
+
+/* Each sends one admin request as one frame: 0 or a negative errno. */
+int admin_send_create(int fd, const char *spiffe_id, const char *const *selectors, size_t n);
+int admin_send_delete(int fd, const char *id);
+int admin_send_get(int fd, const char *id);
+int admin_send_list(int fd, const char *page_token, uint32_t page_size);
+int admin_send_health(int fd);
+
+/* Reads one framed admin Response, as proto_recv() does a workload one. Free
+ * it with sockid__admin__response__free_unpacked(). */
+int admin_recv(int fd, int timeout_ms, Sockid__Admin__Response **ret);
+
+/* One line for the outcome of an admin_recv(): "create_entry id=... spiffe_id=...",
+ * "error CODE: message", or why there is no response. */
+void admin_describe_result(int r, const Sockid__Admin__Response *resp, char *buf, size_t len);
+
+/* Do the bytes equal the C string? */
+bool h_bytes_eq(ProtobufCBinaryData b, const char *s);
+
+/* Every entry, read page by page on one connection. */
+struct admin_listing {
+    size_t n;
+    size_t pages;
+    char (*ids)[33];
+    char **spiffe_ids;
+    uint64_t *revisions;
+};
+
+/* Lists all entries with pages of page_size (0: the agent's default) and
+ * fails the test on any error, or if an entry repeats across pages. */
+void admin_list_all(const char *admin_sock, uint32_t page_size, struct admin_listing *ret);
+void admin_listing_free(struct admin_listing *l);
+
+/* Index of the entry with this id, or -1. */
+long admin_listing_find(const struct admin_listing *l, const char *id);
 
 #endif

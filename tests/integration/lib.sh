@@ -143,3 +143,20 @@ agent_stop() {
 expect_served() {
     out=$("$IT_PROBE" whoami "$1" 2>&1) || fail "$2: the agent on $1 did not serve a WhoAmI: $out"
 }
+
+# admin_wait_ready PID ADMIN_SOCKET: until the admin socket accepts a
+# connection (10 s). The agent opens it just after the workload socket, so a
+# test that uses it waits for it too rather than race the agent's startup.
+admin_wait_ready() {
+    i=0
+    while [ $i -lt 500 ]; do
+        is_running "$1" || {
+            wait "$1"
+            fail "the agent (pid $1) exited during startup with status $?"
+        }
+        "$IT_PROBE" connect "$2" 2>/dev/null && return 0
+        sleep_tick
+        i=$((i + 1))
+    done
+    fail "the agent (pid $1) did not accept connections on its admin socket $2 within 10 s"
+}
