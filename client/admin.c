@@ -1,6 +1,6 @@
-/* libsockid's admin API: registration entries and health, on the agent's
- * admin socket. Same connection machinery as the workload API (client.c),
- * behind a type of its own. */
+/* libsockid's admin API: registration entries, health and key rotation, on
+ * the agent's admin socket. Same connection machinery as the workload API
+ * (client.c), behind a type of its own. */
 #include <sockid/client.h>
 
 #include <stdint.h>
@@ -114,41 +114,6 @@ static int admin_call(struct sockid_client *c, const Sockid__Admin__Request *req
     return 0;
 }
 
-/* A caller's string as a bytes field. NULL and "" are refused: the agent
- * would read them as "not given", which is never what a caller that passed
- * a string meant. */
-static int admin_bytes(struct sockid_client *c, const char *s, const char *call, const char *what,
-                       ProtobufCBinaryData *ret)
-{
-    if (!s || !*s)
-        return client_fail(c, SOCKID_EUSAGE, "%s needs a non-empty %s", call, what);
-    ret->data = (uint8_t *)(uintptr_t)s; /* packed from, never written */
-    ret->len = strlen(s);
-    return 0;
-}
-
-static int admin_bytes_list(struct sockid_client *c, const char *const *items, size_t n,
-                            const char *call, const char *what, ProtobufCBinaryData **ret)
-{
-    *ret = NULL;
-    if (n == 0)
-        return 0;
-    if (!items)
-        return client_fail(c, SOCKID_EUSAGE, "%s was given %zu %ss but no array", call, n, what);
-    ProtobufCBinaryData *v = calloc(n, sizeof(*v));
-    if (!v)
-        return client_fail(c, SOCKID_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        int r = admin_bytes(c, items[i], call, what, &v[i]);
-        if (r < 0) {
-            free(v);
-            return r;
-        }
-    }
-    *ret = v;
-    return 0;
-}
-
 struct sockid_entry *sockid_entry_free(struct sockid_entry *e)
 {
     if (!e)
@@ -212,17 +177,17 @@ int sockid_admin_create_entry(struct sockid_admin *a, const struct sockid_entry_
 
     Sockid__Admin__CreateEntryRequest body = SOCKID__ADMIN__CREATE_ENTRY_REQUEST__INIT;
     Sockid__Admin__Response *resp = NULL;
-    int r = admin_bytes(c, spec->spiffe_id, call, "SPIFFE ID", &body.spiffe_id);
+    int r = client_bytes(c, spec->spiffe_id, call, "SPIFFE ID", &body.spiffe_id);
     if (r < 0)
         return r;
     if (spec->hint && *spec->hint)
-        (void)admin_bytes(c, spec->hint, call, "hint", &body.hint);
+        (void)client_bytes(c, spec->hint, call, "hint", &body.hint);
     body.ttl_seconds = spec->ttl_seconds;
-    r = admin_bytes_list(c, spec->selectors, spec->n_selectors, call, "selector", &body.selectors);
+    r = client_bytes_list(c, spec->selectors, spec->n_selectors, call, "selector", &body.selectors);
     if (r < 0)
         goto out;
     body.n_selectors = spec->n_selectors;
-    r = admin_bytes_list(c, spec->audiences, spec->n_audiences, call, "audience", &body.audiences);
+    r = client_bytes_list(c, spec->audiences, spec->n_audiences, call, "audience", &body.audiences);
     if (r < 0)
         goto out;
     body.n_audiences = spec->n_audiences;
@@ -249,7 +214,7 @@ int sockid_admin_delete_entry(struct sockid_admin *a, const char *id)
     struct sockid_client *c = &a->conn;
     c->message[0] = '\0';
     Sockid__Admin__DeleteEntryRequest body = SOCKID__ADMIN__DELETE_ENTRY_REQUEST__INIT;
-    int r = admin_bytes(c, id, "sockid_admin_delete_entry", "entry id", &body.id);
+    int r = client_bytes(c, id, "sockid_admin_delete_entry", "entry id", &body.id);
     if (r < 0)
         return r;
     Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
@@ -273,7 +238,7 @@ int sockid_admin_get_entry(struct sockid_admin *a, const char *id, struct sockid
     if (!ret)
         return client_fail(c, SOCKID_EUSAGE, "%s needs a result pointer", call);
     Sockid__Admin__GetEntryRequest body = SOCKID__ADMIN__GET_ENTRY_REQUEST__INIT;
-    int r = admin_bytes(c, id, call, "entry id", &body.id);
+    int r = client_bytes(c, id, call, "entry id", &body.id);
     if (r < 0)
         return r;
     Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
@@ -308,10 +273,10 @@ static int admin_list_page(struct sockid_client *c, const struct sockid_entry_fi
     Sockid__Admin__ListEntriesRequest body = SOCKID__ADMIN__LIST_ENTRIES_REQUEST__INIT;
     int r;
     if (filter && filter->spiffe_id &&
-        (r = admin_bytes(c, filter->spiffe_id, call, "SPIFFE ID filter", &body.spiffe_id)) < 0)
+        (r = client_bytes(c, filter->spiffe_id, call, "SPIFFE ID filter", &body.spiffe_id)) < 0)
         return r;
     if (filter && filter->selector &&
-        (r = admin_bytes(c, filter->selector, call, "selector filter", &body.selector)) < 0)
+        (r = client_bytes(c, filter->selector, call, "selector filter", &body.selector)) < 0)
         return r;
     if (page_token_len > 0 && !page_token)
         return client_fail(c, SOCKID_EUSAGE, "%s was given a page token length but no token", call);
@@ -482,6 +447,61 @@ int sockid_admin_health(struct sockid_admin *a, struct sockid_admin_health **ret
     h->entries = in->entries;
     *ret = h;
 out:
+    sockid__admin__response__free_unpacked(resp, NULL);
+    return r;
+}
+
+struct sockid_key_rotation *sockid_key_rotation_free(struct sockid_key_rotation *k)
+{
+    if (!k)
+        return NULL;
+    free(k->active_kid);
+    free(k->retired_kid);
+    free(k);
+    return NULL;
+}
+
+int sockid_admin_rotate_key(struct sockid_admin *a, struct sockid_key_rotation **ret)
+{
+    if (!a)
+        return SOCKID_EUSAGE;
+    struct sockid_client *c = &a->conn;
+    c->message[0] = '\0';
+    if (!ret)
+        return client_fail(c, SOCKID_EUSAGE, "sockid_admin_rotate_key needs a result pointer");
+
+    Sockid__Admin__RotateKeyRequest body = SOCKID__ADMIN__ROTATE_KEY_REQUEST__INIT;
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY;
+    req.rotate_key = &body;
+    Sockid__Admin__Response *resp;
+    int r = admin_call(c, &req, SOCKID__ADMIN__RESPONSE__KIND_ROTATE_KEY, &resp);
+    if (r < 0)
+        return r;
+
+    const Sockid__Admin__RotateKeyResponse *in = resp->rotate_key;
+    struct sockid_key_rotation *k = NULL;
+    if (in->active_kid.len == 0) {
+        r = client_fail(c, SOCKID_EPROTO,
+                        "the agent at %s rotated without naming the new key: check that the "
+                        "agent and libsockid versions match",
+                        c->path);
+        goto out;
+    }
+    k = calloc(1, sizeof(*k));
+    if (!k) {
+        r = client_fail(c, SOCKID_ENOMEM, "out of memory");
+        goto out;
+    }
+    r = client_copy_bytes(c, &in->active_kid, "key id", &k->active_kid);
+    if (r == 0)
+        r = client_copy_bytes(c, &in->retired_kid, "key id", &k->retired_kid);
+    if (r < 0)
+        goto out;
+    *ret = k;
+    k = NULL;
+out:
+    k = sockid_key_rotation_free(k);
     sockid__admin__response__free_unpacked(resp, NULL);
     return r;
 }

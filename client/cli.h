@@ -112,5 +112,9 @@ int cli_json_print(json_t *obj);
 int cmd_whoami(int argc, char **argv, struct cli_global *g);
 int cmd_health(int argc, char **argv, struct cli_global *g);
 int cmd_entry(int argc, char **argv, struct cli_global *g);
+int cmd_fetch(int argc, char **argv, struct cli_global *g);
+int cmd_bundle(int argc, char **argv, struct cli_global *g);
+int cmd_validate(int argc, char **argv, struct cli_global *g);
+int cmd_key(int argc, char **argv, struct cli_global *g);
 
 #endif

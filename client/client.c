@@ -465,10 +465,8 @@ int client_wrong_kind(struct sockid_client *c)
                        c->path);
 }
 
-/* Sends req and reads its answer, which must be of kind want (or an error).
- * On success the caller owns *ret and frees it with free_unpacked. */
-static int client_call(struct sockid_client *c, const Sockid__Workload__Request *req,
-                       Sockid__Workload__Response__KindCase want, Sockid__Workload__Response **ret)
+int client_call(struct sockid_client *c, const Sockid__Workload__Request *req,
+                Sockid__Workload__Response__KindCase want, Sockid__Workload__Response **ret)
 {
     uint32_t len;
     int r = client_roundtrip(c, &req->base, &len);
@@ -487,6 +485,38 @@ static int client_call(struct sockid_client *c, const Sockid__Workload__Request 
         return client_wrong_kind(c);
     }
     *ret = resp;
+    return 0;
+}
+
+int client_bytes(struct sockid_client *c, const char *s, const char *call, const char *what,
+                 ProtobufCBinaryData *ret)
+{
+    if (!s || !*s)
+        return client_fail(c, SOCKID_EUSAGE, "%s needs a non-empty %s", call, what);
+    ret->data = (uint8_t *)(uintptr_t)s; /* packed from, never written */
+    ret->len = strlen(s);
+    return 0;
+}
+
+int client_bytes_list(struct sockid_client *c, const char *const *items, size_t n, const char *call,
+                      const char *what, ProtobufCBinaryData **ret)
+{
+    *ret = NULL;
+    if (n == 0)
+        return 0;
+    if (!items)
+        return client_fail(c, SOCKID_EUSAGE, "%s was given %zu %ss but no array", call, n, what);
+    ProtobufCBinaryData *v = calloc(n, sizeof(*v));
+    if (!v)
+        return client_fail(c, SOCKID_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        int r = client_bytes(c, items[i], call, what, &v[i]);
+        if (r < 0) {
+            free(v);
+            return r;
+        }
+    }
+    *ret = v;
     return 0;
 }
 

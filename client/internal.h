@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "common.pb-c.h"
+#include "workload.pb-c.h"
 
 #define CLIENT_MESSAGE_MAX 512
 
@@ -59,6 +60,27 @@ client_roundtrip(struct sockid_client *c, const ProtobufCMessage *req, uint32_t 
 
 /* The error code for the agent's refusal e, whose message is kept in c. */
 int client_refusal(struct sockid_client *c, const Sockid__Error *e);
+
+/* Sends a workload request and reads its answer, which must be of kind want
+ * (or an error, returned as its code). On success the caller owns *ret and
+ * frees it with sockid__workload__response__free_unpacked. */
+__attribute__((warn_unused_result)) int client_call(struct sockid_client *c,
+                                                    const Sockid__Workload__Request *req,
+                                                    Sockid__Workload__Response__KindCase want,
+                                                    Sockid__Workload__Response **ret);
+
+/* A caller's string as a bytes field, borrowed for the call. NULL and "" are
+ * refused (SOCKID_EUSAGE, naming call and what): the agent would read them
+ * as "not given", which is never what a caller that passed a string meant. */
+int client_bytes(struct sockid_client *c, const char *s, const char *call, const char *what,
+                 ProtobufCBinaryData *ret);
+
+/* The same for n strings: a malloc'd array (NULL when n is 0) whose data
+ * points into items. */
+__attribute__((warn_unused_result)) int client_bytes_list(struct sockid_client *c,
+                                                          const char *const *items, size_t n,
+                                                          const char *call, const char *what,
+                                                          ProtobufCBinaryData **ret);
 
 /* Records that the agent's answer did not parse, or was not of the kind
  * asked for, and returns SOCKID_EPROTO. */

@@ -6,9 +6,13 @@
 #include <string.h>
 
 static const struct cli_command commands[] = {
+    {"fetch", cmd_fetch, "fetch an identity token for this process, for given audiences"},
+    {"bundle", cmd_bundle, "print the key set (JWKS) that verifies the agent's tokens"},
+    {"validate", cmd_validate, "check a token for an audience: exit 0 valid, 1 invalid"},
     {"whoami", cmd_whoami, "show the selectors and identities the agent sees for this process"},
     {"health", cmd_health, "check that the agent answers, and show its version and features"},
     {"entry", cmd_entry, "register, list, show and delete entries (admin socket)"},
+    {"key", cmd_key, "rotate the agent's signing key (admin socket)"},
 };
 
 enum { OPT_VERSION = CLI_OPT_FIRST_FREE };

@@ -6,7 +6,8 @@ SOCKID_DEPS_BUILD="cmake make gcc pkg-config libsodium-dev libprotobuf-c-dev pro
   libinih-dev libjansson-dev libsqlite3-dev"
 # What the test suite adds: clang with its sanitizer and libFuzzer runtimes,
 # cmocka, and the tools the integration tests drive.
-SOCKID_DEPS_TEST="clang libclang-rt-14-dev libcmocka-dev util-linux procps python3"
+SOCKID_DEPS_TEST="clang libclang-rt-14-dev libcmocka-dev util-linux procps python3 python3-jwt
+  python3-cryptography"
 
 deps_missing() {
     for pkg in "$@"; do
@@ -37,4 +38,13 @@ deps_install() {
         # shellcheck disable=SC2086
         apt-get install -y --no-install-recommends $missing
     fi
+}
+
+# deps_node: node and npm for the JOSE interop test. Installed from Debian only
+# when the commands are missing: a machine may carry its own node build.
+deps_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        return 0
+    fi
+    deps_install nodejs npm
 }

@@ -111,6 +111,61 @@ struct sockid_health {
 SOCKID_API SOCKID_WUR int sockid_health(struct sockid_client *c, struct sockid_health **ret);
 SOCKID_API struct sockid_health *sockid_health_free(struct sockid_health *h);
 
+/* Identity tokens: JWTs signed by the agent (Ed25519, "alg":"EdDSA"), whose
+ * "sub" is a SPIFFE ID of the agent's trust domain.
+ *
+ *     const char *aud[] = {"db"};
+ *     struct sockid_token_list *l;
+ *     r = sockid_fetch_token(c, aud, 1, NULL, &l);
+ *     if (r == SOCKID_EPERM) ...  // no entry matches this process
+ *     use(l->tokens[0].token);
+ *     l = sockid_token_list_free(l);
+ */
+struct sockid_token {
+    char *spiffe_id;
+    char *token;        /* compact serialization */
+    int64_t expires_at; /* unix seconds */
+};
+
+struct sockid_token_list {
+    size_t n_tokens; /* at least 1 */
+    struct sockid_token *tokens;
+};
+
+/* Tokens for the n audiences (at least one, each non-empty). spiffe_id
+ * picks one of the caller's identities (the answer then holds exactly its
+ * token); NULL asks for one token per identity of the caller, in the
+ * agent's stable order. The agent refuses a process that no entry matches
+ * (SOCKID_EPERM) and malformed audiences (SOCKID_EINVAL), with a message
+ * saying why. */
+SOCKID_API SOCKID_WUR int sockid_fetch_token(struct sockid_client *c, const char *const *audiences,
+                                             size_t n, const char *spiffe_id,
+                                             struct sockid_token_list **ret);
+SOCKID_API struct sockid_token_list *sockid_token_list_free(struct sockid_token_list *l);
+
+/* The keys that verify the agent's tokens, as a JSON Web Key Set, exactly as
+ * the agent sent it (one JSON object). */
+struct sockid_bundle {
+    char *jwks;
+};
+
+SOCKID_API SOCKID_WUR int sockid_fetch_bundle(struct sockid_client *c, struct sockid_bundle **ret);
+SOCKID_API struct sockid_bundle *sockid_bundle_free(struct sockid_bundle *b);
+
+/* What a valid token says. */
+struct sockid_validation {
+    char *spiffe_id;   /* the token's "sub" */
+    char *claims_json; /* the token's whole payload, one JSON object */
+};
+
+/* Asks the agent whether token is valid for audience (signature, key, alg,
+ * expiry, audience, subject). A token the agent rejects comes back as
+ * SOCKID_EINVAL (malformed) or SOCKID_EPERM (well-formed but not valid),
+ * with the agent's reason in sockid_client_message(). */
+SOCKID_API SOCKID_WUR int sockid_validate(struct sockid_client *c, const char *token,
+                                          const char *audience, struct sockid_validation **ret);
+SOCKID_API struct sockid_validation *sockid_validation_free(struct sockid_validation *v);
+
 /* The admin API: registration entries, on the agent's admin socket.
  *
  *     struct sockid_admin *a;
@@ -231,6 +286,17 @@ struct sockid_admin_health {
 SOCKID_API SOCKID_WUR int sockid_admin_health(struct sockid_admin *a,
                                               struct sockid_admin_health **ret);
 SOCKID_API struct sockid_admin_health *sockid_admin_health_free(struct sockid_admin_health *h);
+
+/* Replaces the active signing key now. The key it replaces is retired: it
+ * stays in the bundle until every token it signed has expired. */
+struct sockid_key_rotation {
+    char *active_kid;  /* the new signing key's kid (RFC 7638 thumbprint) */
+    char *retired_kid; /* the key it replaced; "" when there was none */
+};
+
+SOCKID_API SOCKID_WUR int sockid_admin_rotate_key(struct sockid_admin *a,
+                                                  struct sockid_key_rotation **ret);
+SOCKID_API struct sockid_key_rotation *sockid_key_rotation_free(struct sockid_key_rotation *k);
 
 #ifdef __cplusplus
 }
