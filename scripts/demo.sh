@@ -27,7 +27,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 step "Start the agent (no config file: built-in defaults, socket in $dir)"
-"$build/sbin/sockid-agent" --socket "$dir/agent.sock" --data-dir "$dir/data" \
+"$build/sbin/sockid-agent" --socket "$dir/agent.sock" --admin-socket "$dir/admin.sock" \
+    --data-dir "$dir/data" \
     2>"$dir/agent.log" &
 agent_pid=$!
 i=0
@@ -45,10 +46,38 @@ run "$sockid" health
 step "Ask the agent who we are: it asks the kernel, not us"
 run "$sockid" whoami
 
-step "The same, for a program: JSON"
-run "$sockid" whoami --json
+step "An operator registers which selectors earn which identity"
+export SOCKID_ADMIN_SOCKET="$dir/admin.sock"
+run "$sockid" entry create --spiffe-id spiffe://example.org/demo \
+    --selector "unix:uid:$(id -u)" --selector "unix:path:$(readlink -f "$sockid")" \
+    --hint "the demo's own CLI"
+run "$sockid" entry list
 
-step "Stop the agent (SIGTERM): it finishes in-flight requests and removes its socket"
+step "Now the kernel-attested selectors earn an identity"
+run "$sockid" whoami
+
+step "Fetch a token for audience 'db'"
+printf '$ TOKEN=$(%s fetch --audience db)\n' "$sockid"
+TOKEN=$("$sockid" fetch --audience db)
+echo "$TOKEN"
+
+step "Its header and claims (base64url-decoded)"
+decode() {
+    # base64url to base64, padded, then decoded
+    printf '%s' "$1" | tr '_-' '/+' | awk '{ n = length($0) % 4; if (n) $0 = $0 substr("===", 1, 4 - n); print }' |
+        base64 -d
+    echo
+}
+echo "header: $(decode "$(echo "$TOKEN" | cut -d. -f1)")"
+echo "claims: $(decode "$(echo "$TOKEN" | cut -d. -f2)")"
+
+step "Anyone can check it: against the agent, or offline against the bundle (a JWKS)"
+run "$sockid" validate --audience db "$TOKEN"
+run "$sockid" bundle
+printf '$ %s validate --audience other "$TOKEN"   # the wrong audience is refused\n' "$sockid"
+"$sockid" validate --audience other "$TOKEN" || echo "(exit status $?: refused, as it should be)"
+
+step "Stop the agent (SIGTERM): it finishes in-flight requests and removes its sockets"
 kill -TERM "$agent_pid"
 wait "$agent_pid" && status=0 || status=$?
 agent_pid=
