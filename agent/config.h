@@ -73,7 +73,7 @@ struct config {
     uint32_t idle_timeout_ms;      /* a connection with nothing pending is closed
                                       after this; default 60000 */
     uint32_t attest_timeout_ms;    /* deadline of one attestor call; default 1000 */
-    uint32_t workers;              /* event loops; 0 = online CPUs; default 1 */
+    uint32_t workers;              /* event loops; 0 = online CPUs (default) */
     bool require_peer_pidfd;       /* refuse to start without SO_PEERPIDFD;
                                       default false */
 

@@ -1,9 +1,6 @@
-/* The workload socket: listening, event loop, connections, framing, limits.
- *
- * One event loop per thread, each with its own epoll set; a connection lives
- * on one loop from accept to close. This issue runs one loop; the structure
- * (per-loop state, no shared mutable state on the request path) is what N
- * loops need. */
+/* The agent's sockets and event loops (DESIGN §5): N loops, each a thread
+ * with its own epoll set sharing the listening sockets (EPOLLEXCLUSIVE); a
+ * connection lives on one loop from accept to close. */
 #ifndef SOCKID_SERVER_H
 #define SOCKID_SERVER_H
 
@@ -15,6 +12,7 @@
 #include "entries.h"
 #include "keys.h"
 #include "peer.h"
+#include "stats.h"
 
 struct server;
 
@@ -36,6 +34,9 @@ __attribute__((warn_unused_result)) int server_new(const struct config *cfg,
 /* Serves until SIGTERM or SIGINT (which the caller has blocked), then stops
  * accepting, finishes what is in flight, removes the socket and returns 0. */
 __attribute__((warn_unused_result)) int server_run(struct server *s);
+
+/* The sum of every loop's counters, a moment old at worst. */
+void server_stats(const struct server *s, struct stats *ret);
 
 struct server *server_free(struct server *s);
 

@@ -12,6 +12,13 @@
 
 #include "log.h"
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t monotonic_ms(void)
 {
     struct timespec ts;
@@ -70,13 +77,31 @@ void workload_error(struct workload_ctx *ctx, Sockid__Workload__Response *resp,
     va_end(ap);
 }
 
-/* Refuses the request: one log line, one error response. */
+/* Refuses the request: one log line, one counter, one error response. */
 static void refuse(struct workload_ctx *ctx, const struct workload_peer *wp,
                    const Sockid__Workload__Request *req, Sockid__Workload__Response *resp,
-                   Sockid__ErrorCode code, const char *reason)
+                   Sockid__ErrorCode code, enum stats_refusal why, const char *reason)
 {
     log_refusal(wp->pid, wp->uid, request_name(req), reason);
+    if (ctx->stats)
+        stats_add(&ctx->stats->refused[why], 1);
     workload_error(ctx, resp, code, "%s", reason);
+}
+
+/* An invalid argument: counted, answered, not logged (nothing was
+ * attested, and a client's typo is not an event). */
+static void invalid(struct workload_ctx *ctx, Sockid__Workload__Response *resp, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
+
+static void invalid(struct workload_ctx *ctx, Sockid__Workload__Response *resp, const char *fmt,
+                    ...)
+{
+    if (ctx->stats)
+        stats_add(&ctx->stats->refused[STATS_REF_INVALID], 1);
+    va_list ap;
+    va_start(ap, fmt);
+    error_va(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, fmt, ap);
+    va_end(ap);
 }
 
 static Sockid__ErrorCode capture_code(int err)
@@ -100,24 +125,32 @@ static bool attest_peer(struct workload_ctx *ctx, const struct workload_peer *wp
 {
     char reason[256];
     if (!wp->peer) {
-        refuse(ctx, wp, req, resp, capture_code(wp->capture_error), wp->capture_reason);
+        refuse(ctx, wp, req, resp, capture_code(wp->capture_error),
+               wp->capture_error == -ESRCH ? STATS_REF_PEER_GONE : STATS_REF_CREDENTIALS,
+               wp->capture_reason);
         return false;
     }
     struct sockid_peer view;
     peer_view(wp->peer, 0, &view);
     selector_set_clear(ctx->selectors);
+    uint64_t t0 = monotonic_ns();
     int r = attest_run(ctx->attest, &view, ctx->cfg->attest_timeout_ms, ctx->selectors, reason,
                        sizeof(reason));
-    if (r < 0) {
-        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__PERMISSION_DENIED, reason);
-        return false;
-    }
-    r = peer_verify(wp->peer, ctx->features, reason, sizeof(reason));
+    if (r == 0)
+        r = peer_verify(wp->peer, ctx->features, reason, sizeof(reason));
+    else
+        r = -EACCES;
+    if (ctx->stats)
+        stats_observe(&ctx->stats->attest_latency, monotonic_ns() - t0);
     if (r < 0) {
         refuse(ctx, wp, req, resp,
-               r == -ESRCH   ? SOCKID__ERROR_CODE__PEER_GONE
-               : r == -EPERM ? SOCKID__ERROR_CODE__PERMISSION_DENIED
-                             : SOCKID__ERROR_CODE__INTERNAL,
+               r == -ESRCH                  ? SOCKID__ERROR_CODE__PEER_GONE
+               : r == -EPERM || r == -EACCES ? SOCKID__ERROR_CODE__PERMISSION_DENIED
+                                            : SOCKID__ERROR_CODE__INTERNAL,
+               r == -ESRCH   ? STATS_REF_PEER_GONE
+               : r == -EPERM ? STATS_REF_CREDENTIALS
+               : r == -EACCES ? STATS_REF_ATTESTOR
+                             : STATS_REF_INTERNAL,
                reason);
         return false;
     }
@@ -139,7 +172,7 @@ static int match_entries(struct workload_ctx *ctx, const struct workload_peer *w
                        "this process matches more than %u entries; an operator should narrow "
                        "their selectors",
                        ENTRIES_MATCH_MAX);
-        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__INTERNAL, reason);
+        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__INTERNAL, STATS_REF_INTERNAL, reason);
         return -1;
     }
     return n;
@@ -252,12 +285,16 @@ static int token_for(struct workload_ctx *ctx, const struct entry *e, const char
     int64_t exp;
     const char *tok = token_cache_get(ctx->tokens, e->id, aud_key, key->kid, ctx->now, &exp);
     char *signed_tok = NULL;
+    if (tok && ctx->stats)
+        stats_add(&ctx->stats->token_cache_hits, 1);
     if (!tok) {
         uint32_t ttl = e->ttl < ctx->cfg->max_ttl ? e->ttl : ctx->cfg->max_ttl;
         exp = ctx->now + (int64_t)ttl;
         int r = token_sign(key, e->spiffe_id, aud, n_aud, ctx->now, exp, NULL, &signed_tok);
         if (r < 0)
             return r;
+        if (ctx->stats)
+            stats_add(&ctx->stats->tokens_signed, 1);
         /* A failed put only costs the next request a signature. */
         if (token_cache_put(ctx->tokens, e->id, aud_key, key->kid, signed_tok, ctx->now, exp) <
             0)
@@ -286,7 +323,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
     if (f->n_audiences == 0 || f->n_audiences > TOKEN_MAX_AUDIENCES) {
         (void)snprintf(err, sizeof(err), "ask for 1 to %u audiences, got %zu",
                        TOKEN_MAX_AUDIENCES, f->n_audiences);
-        workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "%s", err);
+        invalid(ctx, resp, "%s", err);
         return;
     }
     const char **aud = arena_alloc(ctx->arena, sizeof(*aud) * f->n_audiences);
@@ -299,7 +336,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
         char why[128];
         aud[i] = arena_str(ctx, &f->audiences[i]);
         if (!aud[i] || !token_audience_valid(aud[i], f->audiences[i].len, why, sizeof(why))) {
-            workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "audience %zu: %s",
+            invalid(ctx, resp, "audience %zu: %s",
                            i + 1, aud[i] ? why : "holds a NUL byte");
             return;
         }
@@ -311,7 +348,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
         if (!want ||
             !entries_spiffe_id_valid(want, f->spiffe_id.len, ctx->cfg->trust_domain, err,
                                      sizeof(err))) {
-            workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "%s",
+            invalid(ctx, resp, "%s",
                            want ? err : "the SPIFFE ID holds a NUL byte");
             return;
         }
@@ -399,7 +436,8 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
                            "permission denied: this process has no identity %s", want);
         else
             (void)snprintf(err, sizeof(err), "permission denied: no identity for this process");
-        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__PERMISSION_DENIED, err);
+        refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__PERMISSION_DENIED, STATS_REF_NO_IDENTITY,
+               err);
         return;
     }
     fr->n_tokens = count;
@@ -434,7 +472,7 @@ static void handle_validate(struct workload_ctx *ctx, const Sockid__Workload__Re
     }
     const char *aud = arena_str(ctx, &v->audience);
     if (!aud || !token_audience_valid(aud, v->audience.len, why, sizeof(why))) {
-        workload_error(ctx, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, "audience: %s",
+        invalid(ctx, resp, "audience: %s",
                        aud ? why : "holds a NUL byte");
         return;
     }

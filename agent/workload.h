@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "peer.h"
 #include "selector.h"
+#include "stats.h"
 #include "token.h"
 #include "workload.pb-c.h"
 
@@ -27,6 +28,7 @@ struct workload_ctx {
     const struct entries_snapshot *entries; /* current for this request */
     const struct keyset *keyset;            /* current for this request */
     struct token_cache *tokens;             /* this loop's cache */
+    struct stats *stats;                    /* this loop's counters */
     int64_t now;                            /* wall clock, unix seconds */
     const struct entry *matches[ENTRIES_MATCH_MAX]; /* scratch */
 };

@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!memchr(err, '\0', sizeof(err)) || strchr(err, '\n') || cfg->max_frame != max_frame ||
             cfg->n_attestors != 0)
             abort();
-        /* config.c's reader and inih disagreed about a line: a gap in config.c's
+        /* config_ini.c's reader and inih disagreed about a line: a gap in config.c's
          * model of inih, which could let a line through unchecked. */
         if (strncmp(err, "fuzz.conf:", 10) == 0) {
             const char *m = err + 10;

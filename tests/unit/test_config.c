@@ -61,7 +61,7 @@ static void expect_error(const char *text, const char *message)
     assert_string_equal(err, message);
     assert_string_equal(cfg->socket_path, "/run/sockid/agent.sock");
     assert_int_equal(cfg->max_frame, 65536);
-    assert_int_equal(cfg->workers, 1);
+    assert_int_equal(cfg->workers, 0);
     assert_int_equal(cfg->n_attestors, 0);
     assert_null(cfg->attestors);
     config_free(cfg);
@@ -98,7 +98,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->frame_timeout_ms, 5000);
     assert_int_equal(cfg->idle_timeout_ms, 60000);
     assert_int_equal(cfg->attest_timeout_ms, 1000);
-    assert_int_equal(cfg->workers, 1);
+    assert_int_equal(cfg->workers, 0);
     assert_false(cfg->require_peer_pidfd);
     assert_int_equal(cfg->n_attestors, 0);
     assert_null(config_attestor(cfg, "unix"));
@@ -552,7 +552,7 @@ static void test_embedded_nul(void **state)
     assert_int_equal(config_load_buffer(cfg, "t.conf", text, sizeof(text) - 1, err, sizeof(err)),
                      -EINVAL);
     assert_string_equal(err, "t.conf:3: line contains a NUL byte; a config file must be text");
-    assert_int_equal(cfg->workers, 1);
+    assert_int_equal(cfg->workers, 0);
     assert_string_equal(cfg->socket_path, "/run/sockid/agent.sock");
     /* Even in a comment. */
     assert_int_equal(config_load_buffer(cfg, "t.conf", "# a\0b\n", 6, err, sizeof(err)), -EINVAL);
