@@ -51,6 +51,14 @@ void admin_fini(struct admin *a)
     (void)pthread_mutex_destroy(&a->lock);
 }
 
+size_t admin_entry_count(struct admin *a)
+{
+    (void)pthread_mutex_lock(&a->lock);
+    size_t n = entries_snapshot_count(a->current);
+    (void)pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
 void admin_maintain_keys(struct admin *a, int64_t now)
 {
     char err[256];

@@ -55,6 +55,9 @@ void admin_fini(struct admin *a);
  * retired keys whose tokens have all expired. Logs what it did. */
 void admin_maintain_keys(struct admin *a, int64_t now);
 
+/* Entries in the newest snapshot. */
+size_t admin_entry_count(struct admin *a);
+
 /* Root and the agent's own uid always; admin_uids; members of admin_gids. */
 bool admin_authorized(const struct config *cfg, const struct admin_caller *caller);
 

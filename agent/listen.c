@@ -15,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 
 static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -168,4 +170,65 @@ int listen_lock(const char *path, int *ret_lock_fd, char *err, size_t err_len)
     }
     *ret_lock_fd = fd;
     return 0;
+}
+
+int listen_activated(int *ret_workload_fd, int *ret_admin_fd, char *err, size_t err_len)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(1, &names);
+    int workload = -1, admin = -1, r = 0;
+    if (n < 0) {
+        set_err(err, err_len, "cannot read the sockets passed by the service manager: %s",
+                strerror(-n));
+        return n;
+    }
+    for (int i = 0; i < n && r == 0; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+        const char *name = names && names[i] ? names[i] : "unknown";
+        int *slot = strcmp(name, "workload") == 0 ? &workload
+                    : strcmp(name, "admin") == 0  ? &admin
+                                                  : NULL;
+        if (!slot) {
+            set_err(err, err_len,
+                    "the service manager passed a socket named '%s'; name the sockets "
+                    "'workload' and 'admin' with FileDescriptorName=",
+                    name);
+            r = -EINVAL;
+        } else if (*slot >= 0) {
+            set_err(err, err_len, "the service manager passed two sockets named '%s'", name);
+            r = -EINVAL;
+        } else if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+            set_err(err, err_len,
+                    "the socket named '%s' passed by the service manager is not a listening "
+                    "Unix stream socket; use ListenStream= with a path",
+                    name);
+            r = -EINVAL;
+        } else {
+            int flags = fcntl(fd, F_GETFL);
+            if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+                fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                r = -errno;
+                set_err(err, err_len, "cannot set up the socket named '%s': %s", name,
+                        strerror(errno));
+            }
+            *slot = fd;
+        }
+    }
+    for (int i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+    if (r == 0 && n > 0 && workload < 0) {
+        set_err(err, err_len,
+                "socket activation passed no socket named 'workload'; add "
+                "FileDescriptorName=workload to the socket unit");
+        r = -EINVAL;
+    }
+    if (r < 0) {
+        for (int i = 0; i < n; i++)
+            (void)close(SD_LISTEN_FDS_START + i);
+        return r;
+    }
+    *ret_workload_fd = workload;
+    *ret_admin_fd = admin;
+    return n;
 }

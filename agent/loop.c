@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "frame.h"
 #include "log.h"
 #include "server_internal.h"
@@ -73,6 +75,8 @@ struct loop {
     const struct keyset *seen_keyset;
     struct token_cache *tokens;
     uint64_t next_sweep_ms;
+    uint64_t next_watchdog_ms;
+    _Atomic uint64_t heartbeat_ms;
     struct stats stats;
 };
 
@@ -89,6 +93,30 @@ static uint64_t now_ns(void)
 const struct stats *loop_stats(const struct loop *l)
 {
     return &l->stats;
+}
+
+uint64_t loop_heartbeat_ms(const struct loop *l)
+{
+    return atomic_load_explicit(&l->heartbeat_ms, memory_order_relaxed);
+}
+
+/* Loop 0 feeds the service manager's watchdog, but only while every loop
+ * goes round: a loop stuck in a plugin stops the feeding, and systemd
+ * restarts the agent. */
+static void feed_watchdog(struct loop *l, uint64_t now)
+{
+    struct server *s = l->srv;
+    uint64_t limit = s->watchdog_us / 2000u;
+    for (unsigned i = 0; i < s->n_loops; i++) {
+        uint64_t beat = loop_heartbeat_ms(s->loops[i]);
+        if (now > beat && now - beat > limit) {
+            log_error("event loop %u has not gone round for %llu ms; no longer feeding the "
+                      "watchdog",
+                      i, (unsigned long long)(now - beat));
+            return;
+        }
+    }
+    (void)sd_notify(0, "WATCHDOG=1");
 }
 
 /* --- connections ------------------------------------------------------- */
@@ -564,7 +592,13 @@ int loop_run(struct loop *l)
     struct server *s = l->srv;
     struct epoll_event events[EPOLL_BATCH];
     uint32_t interval = sweep_interval_ms(s->cfg);
+    /* With a watchdog, every loop goes round at least four times per
+     * period, so that one quiet loop never looks stuck. */
+    uint32_t quarter = (uint32_t)(s->watchdog_us / 4000u);
+    if (s->watchdog_us && quarter < interval)
+        interval = quarter > 0 ? quarter : 1;
     l->next_sweep_ms = server_now_ms() + interval;
+    l->next_watchdog_ms = 0;
 
     while (!l->stopping || (l->n_conns > 0 && server_now_ms() < s->stop_deadline_ms)) {
         int n = epoll_wait(l->epfd, events, EPOLL_BATCH, (int)interval);
@@ -605,6 +639,11 @@ int loop_run(struct loop *l)
                 conn_close(l, c);
         }
         uint64_t now = server_now_ms();
+        atomic_store_explicit(&l->heartbeat_ms, now, memory_order_relaxed);
+        if (l->index == 0 && s->watchdog_us && now >= l->next_watchdog_ms) {
+            feed_watchdog(l, now);
+            l->next_watchdog_ms = now + interval;
+        }
         if (now >= l->next_sweep_ms) {
             sweep(l, now);
             /* One loop looks after the keys' schedule. */
@@ -626,6 +665,7 @@ int loop_new(struct server *s, unsigned index, struct loop **ret)
         return -ENOMEM;
     l->srv = s;
     l->index = index;
+    atomic_init(&l->heartbeat_ms, server_now_ms());
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->arena_buf = malloc(cfg->request_memory);
     l->selectors = malloc(sizeof(*l->selectors));

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "listen.h"
 #include "log.h"
 #include "server_internal.h"
@@ -98,6 +100,7 @@ void server_begin_stop(struct server *s)
     size_t open = s->n_conns;
     (void)pthread_mutex_unlock(&s->conn_lock);
     log_info("stopping: no new connections, finishing %zu open ones", open);
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     /* New clients find no socket; connections already queued are reset
      * when the listening sockets close after the loops are done. */
     if (s->socket_created && unlink(s->cfg->socket_path) < 0 && errno != ENOENT)
@@ -126,8 +129,21 @@ int server_run(struct server *s)
     pthread_t threads[LOOPS_MAX];
     unsigned started = 0;
     int r = 0;
-    log_info("listening on %s and %s (admin) with %u event loop%s (pid %ld)", s->cfg->socket_path,
-             s->cfg->admin_socket_path, s->n_loops, s->n_loops == 1 ? "" : "s", (long)getpid());
+    if (s->activated)
+        log_info("serving the sockets the service manager passed, with %u event loop%s (pid %ld)",
+                 s->n_loops, s->n_loops == 1 ? "" : "s", (long)getpid());
+    else
+        log_info("listening on %s and %s (admin) with %u event loop%s (pid %ld)",
+                 s->cfg->socket_path, s->cfg->admin_socket_path, s->n_loops,
+                 s->n_loops == 1 ? "" : "s", (long)getpid());
+    /* Ready: the sockets listen, keys and entries are loaded, so anything
+     * that connects from now on is answered. */
+    char status[160];
+    (void)snprintf(status, sizeof(status),
+                   "READY=1\nSTATUS=serving %zu entries with %zu attestors on %u event loops",
+                   s->admin ? admin_entry_count(s->admin) : 0, attest_count(s->attest),
+                   s->n_loops);
+    (void)sd_notify(0, status);
     /* Loops 1..N-1 on threads of their own (they inherit the blocked
      * SIGTERM and SIGINT); loop 0, which owns the signalfd, on this one. */
     for (unsigned i = 1; i < s->n_loops; i++) {
@@ -189,23 +205,36 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         goto fail;
     }
 
-    r = listen_lock(cfg->socket_path, &s->lock_fd, err, err_len);
+    r = listen_activated(&s->listen_fd, &s->admin_fd, err, err_len);
+    if (r < 0)
+        goto fail;
+    s->activated = r > 0;
+    if (s->activated)
+        log_info("using the sockets passed by the service manager");
+    else
+        r = listen_lock(cfg->socket_path, &s->lock_fd, err, err_len);
     if (r < 0)
         goto fail;
     /* The admin socket first: once the workload socket answers, both do
      * (scripts wait for the workload socket, then manage entries). It is
      * closed to all but the agent's user by default; every call on it is
-     * authorized again by the caller's credentials. */
-    r = listen_unix(cfg->admin_socket_path, cfg->admin_socket_mode, &s->admin_fd, err, err_len);
-    if (r < 0)
-        goto fail;
-    s->admin_created = true;
+     * authorized again by the caller's credentials. A socket the service
+     * manager passed is used as it is. */
+    if (s->admin_fd < 0) {
+        r = listen_unix(cfg->admin_socket_path, cfg->admin_socket_mode, &s->admin_fd, err,
+                        err_len);
+        if (r < 0)
+            goto fail;
+        s->admin_created = true;
+    }
     /* The workload socket is open to every local user by default, because
      * identity comes from attestation, not from who can connect. */
-    r = listen_unix(cfg->socket_path, cfg->socket_mode, &s->listen_fd, err, err_len);
-    if (r < 0)
-        goto fail;
-    s->socket_created = true;
+    if (s->listen_fd < 0) {
+        r = listen_unix(cfg->socket_path, cfg->socket_mode, &s->listen_fd, err, err_len);
+        if (r < 0)
+            goto fail;
+        s->socket_created = true;
+    }
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -218,6 +247,9 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         (void)snprintf(err, err_len, "cannot set up the event loops: %s", strerror(errno));
         goto fail;
     }
+    uint64_t watchdog = 0;
+    if (sd_watchdog_enabled(1, &watchdog) > 0)
+        s->watchdog_us = watchdog;
     s->n_loops = loop_count(cfg);
     s->loops = calloc(s->n_loops, sizeof(*s->loops));
     if (!s->loops) {

@@ -40,6 +40,8 @@ struct server {
     int stop_fd;   /* eventfd, readable once stopping: wakes every loop */
     bool socket_created;
     bool admin_created;
+    bool activated; /* sockets came from the service manager */
+    uint64_t watchdog_us; /* WATCHDOG_USEC, 0 when no watchdog */
 
     /* Connection accounting across loops; taken at accept and close only. */
     pthread_mutex_t conn_lock;
@@ -75,5 +77,9 @@ struct loop *loop_free(struct loop *l);
 int loop_run(struct loop *l);
 
 const struct stats *loop_stats(const struct loop *l);
+
+/* The last time (CLOCK_MONOTONIC ms) the loop went round; the watchdog is
+ * fed only while every loop goes round. */
+uint64_t loop_heartbeat_ms(const struct loop *l);
 
 #endif
