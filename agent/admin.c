@@ -67,8 +67,15 @@ void admin_maintain_keys(struct admin *a, int64_t now)
     const struct key *old = before ? keyset_active(before) : NULL;
     int r = keys_maintain(a->keys, now, a->cfg->key_rotation, a->cfg->max_ttl, err, sizeof(err));
     if (r < 0) {
-        log_error("key maintenance failed: %s", err);
+        /* Retried every sweep: say it once, and again only when it changes or
+         * an hour later. */
+        if (strcmp(err, a->last_key_error) != 0 || now - a->last_key_error_at >= 3600) {
+            log_error("key maintenance failed: %s", err);
+            (void)snprintf(a->last_key_error, sizeof(a->last_key_error), "%s", err);
+            a->last_key_error_at = now;
+        }
     } else if (r > 0) {
+        a->last_key_error[0] = '\0';
         struct keyset *after = keys_current(a->keys);
         const struct key *active = after ? keyset_active(after) : NULL;
         if (old && active && strcmp(old->kid, active->kid) != 0)

@@ -30,6 +30,8 @@ struct admin {
     struct entries_snapshot *current;
     pthread_mutex_t lock;
     uint64_t started_ms;
+    char last_key_error[256]; /* logged once, not every sweep */
+    int64_t last_key_error_at;
 };
 
 /* Who is calling, as the kernel said at connect(). */

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -89,9 +90,66 @@ void log_msg(enum log_level level, const char *fmt, ...)
     emit(level, msg, NULL, NULL);
 }
 
+/* Refusal lines are rate-limited per uid, so that one noisy user (any
+ * number of its processes) cannot flood the log: a burst of
+ * LOG_BURST lines, then LOG_RATE per second. What is dropped is counted and
+ * reported on that uid's next line. Keyed by uid, not pid: a client can fork
+ * new pids at will, not new uids. */
+#define LOG_SLOTS 256u
+#define LOG_BURST 20.0
+#define LOG_RATE 5.0
+
+struct log_bucket {
+    uid_t uid;
+    bool used;
+    double tokens;
+    double last;
+    unsigned long dropped;
+};
+
+static struct log_bucket log_buckets[LOG_SLOTS];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double log_now(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whether uid may log a line now; *ret_dropped is how many of its lines
+ * were dropped since its last one. */
+static bool log_admit(uid_t uid, unsigned long *ret_dropped)
+{
+    double now = log_now();
+    (void)pthread_mutex_lock(&log_lock);
+    struct log_bucket *b = &log_buckets[(uid * 2654435761u) % LOG_SLOTS];
+    if (!b->used || b->uid != uid) {
+        /* A new uid takes the slot; a collision only resets a budget. */
+        *b = (struct log_bucket){.uid = uid, .used = true, .tokens = LOG_BURST, .last = now};
+    }
+    b->tokens += (now - b->last) * LOG_RATE;
+    if (b->tokens > LOG_BURST)
+        b->tokens = LOG_BURST;
+    b->last = now;
+    bool ok = b->tokens >= 1.0;
+    if (ok) {
+        b->tokens -= 1.0;
+        *ret_dropped = b->dropped;
+        b->dropped = 0;
+    } else {
+        b->dropped++;
+    }
+    (void)pthread_mutex_unlock(&log_lock);
+    return ok;
+}
+
 void log_refusal(pid_t pid, uid_t uid, const char *request, const char *reason)
 {
     if (LOG_WARN > log_max)
+        return;
+    unsigned long dropped = 0;
+    if (!log_admit(uid, &dropped))
         return;
     char json[1024], text[1024];
     size_t pos = (size_t)snprintf(json, sizeof(json), ",\"pid\":%ld,\"uid\":%lu,\"request\":\"",
@@ -99,8 +157,12 @@ void log_refusal(pid_t pid, uid_t uid, const char *request, const char *reason)
     pos = json_escape(json, sizeof(json), pos, request);
     pos += (size_t)snprintf(json + pos, sizeof(json) - pos, "\",\"reason\":\"");
     pos = json_escape(json, sizeof(json), pos, reason);
-    (void)snprintf(json + pos, sizeof(json) - pos, "\"");
-    (void)snprintf(text, sizeof(text), " pid=%ld uid=%lu request=%s reason=\"%s\"", (long)pid,
-                   (unsigned long)uid, request, reason);
+    (void)snprintf(json + pos, sizeof(json) - pos, "\",\"suppressed\":%lu", dropped);
+    int n = snprintf(text, sizeof(text), " pid=%ld uid=%lu request=%s reason=\"%s\"", (long)pid,
+                     (unsigned long)uid, request, reason);
+    if (dropped && n > 0 && (size_t)n < sizeof(text))
+        (void)snprintf(text + n, sizeof(text) - (size_t)n,
+                       " (%lu earlier refusals of uid %lu not logged)", dropped,
+                       (unsigned long)uid);
     emit(LOG_WARN, "refused", json, text);
 }

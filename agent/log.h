@@ -21,7 +21,8 @@ void log_setup(enum log_format format, enum log_level max_level);
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 
 /* One line for a refused request: who (kernel-reported pid and uid), which
- * request kind, and why. */
+ * request kind, and why. Rate-limited per uid (a burst of 20, then 5 a
+ * second); the next line says how many were dropped. */
 void log_refusal(pid_t pid, uid_t uid, const char *request, const char *reason);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

@@ -226,6 +226,11 @@ static void loop_refresh(struct loop *l)
     l->wctx.now = (int64_t)time(NULL);
     if (l->wctx.entries != l->seen_entries || l->wctx.keyset != l->seen_keyset) {
         token_cache_retain(l->tokens, cache_keep, l);
+        /* Every loop that notices prunes the shared cache too: changes are
+         * rare, and after the first the others find nothing to do. */
+        (void)pthread_mutex_lock(&l->srv->shared_tokens.lock);
+        token_cache_retain(l->srv->shared_tokens.cache, cache_keep, l);
+        (void)pthread_mutex_unlock(&l->srv->shared_tokens.lock);
         l->seen_entries = l->wctx.entries;
         l->seen_keyset = l->wctx.keyset;
     }
@@ -683,6 +688,7 @@ int loop_new(struct server *s, unsigned index, struct loop **ret)
         .arena = &l->arena,
         .selectors = l->selectors,
         .tokens = l->tokens,
+        .shared = &s->shared_tokens,
         .stats = &l->stats,
     };
     /* The listening sockets are in every loop's set; EPOLLEXCLUSIVE wakes

@@ -190,6 +190,19 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* A retired key stays until its tokens expire (max_ttl), and at most
+     * KEYS_MAX keys are kept: rotating faster than that allows would stall
+     * the schedule. */
+    if ((uint64_t)cfg->key_rotation * (KEYS_MAX - 1) < cfg->max_ttl) {
+        fprintf(stderr,
+                "sockid-agent: key_rotation (%u s) is too short for max_ttl (%u s): a retired key "
+                "is kept until its tokens expire and at most %u keys are kept, so key_rotation "
+                "must be at least max_ttl / %u (%u s)\n",
+                cfg->key_rotation, cfg->max_ttl, KEYS_MAX, KEYS_MAX - 1,
+                (cfg->max_ttl + KEYS_MAX - 2) / (KEYS_MAX - 1));
+        goto out;
+    }
+
     status = EXIT_RUNTIME;
     log_setup(cfg->log_format, verbose ? LOG_DEBUG : LOG_INFO);
     if (sodium_init() < 0) {

@@ -28,6 +28,8 @@
 /* Time a stopping agent gives clients to take their last answers. */
 #define STOP_GRACE_MS 5000u
 #define LOOPS_MAX 64u
+/* Tokens every loop can reuse (each loop also keeps its own). */
+#define SHARED_TOKEN_CACHE_SIZE 16384u
 
 uint64_t server_now_ms(void)
 {
@@ -199,7 +201,10 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         return -r;
     }
     s->uids = calloc(cfg->max_connections, sizeof(*s->uids));
-    if (!s->uids) {
+    if (pthread_mutex_init(&s->shared_tokens.lock, NULL) != 0 ||
+        token_cache_new(SHARED_TOKEN_CACHE_SIZE, &s->shared_tokens.cache) < 0)
+        s->shared_tokens.cache = NULL;
+    if (!s->uids || !s->shared_tokens.cache) {
         r = -ENOMEM;
         (void)snprintf(err, err_len, "out of memory");
         goto fail;
@@ -300,6 +305,8 @@ struct server *server_free(struct server *s)
     if (s->lock_fd >= 0)
         (void)close(s->lock_fd);
     (void)pthread_mutex_destroy(&s->conn_lock);
+    token_cache_free(s->shared_tokens.cache);
+    (void)pthread_mutex_destroy(&s->shared_tokens.lock);
     free(s->uids);
     free(s);
     return NULL;

@@ -16,6 +16,7 @@
 #include "keys.h"
 #include "peer.h"
 #include "stats.h"
+#include "workload.h"
 
 struct loop;
 
@@ -54,6 +55,8 @@ struct server {
 
     unsigned n_loops;
     struct loop **loops;
+
+    struct workload_shared_tokens shared_tokens;
 };
 
 uint64_t server_now_ms(void);

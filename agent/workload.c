@@ -282,35 +282,78 @@ static int token_for(struct workload_ctx *ctx, const struct entry *e, const char
     const struct key *key = keyset_active(ctx->keyset);
     if (!key)
         return -EAGAIN;
+    uint32_t ttl = e->ttl < ctx->cfg->max_ttl ? e->ttl : ctx->cfg->max_ttl;
     int64_t exp;
     const char *tok = token_cache_get(ctx->tokens, e->id, aud_key, key->kid, ctx->now, &exp);
-    char *signed_tok = NULL;
-    if (tok && ctx->stats)
-        stats_add(&ctx->stats->token_cache_hits, 1);
-    if (!tok) {
-        uint32_t ttl = e->ttl < ctx->cfg->max_ttl ? e->ttl : ctx->cfg->max_ttl;
-        exp = ctx->now + (int64_t)ttl;
-        int r = token_sign(key, e->spiffe_id, aud, n_aud, ctx->now, exp, NULL, &signed_tok);
-        if (r < 0)
-            return r;
+    char *copy = NULL;
+    if (tok) {
         if (ctx->stats)
-            stats_add(&ctx->stats->tokens_signed, 1);
-        /* A failed put only costs the next request a signature. */
-        if (token_cache_put(ctx->tokens, e->id, aud_key, key->kid, signed_tok, ctx->now, exp) <
-            0)
-            log_debug("token cache: could not keep the token for entry %s", e->id);
-        tok = signed_tok;
+            stats_add(&ctx->stats->token_cache_hits, 1);
+        copy = arena_alloc(ctx->arena, strlen(tok) + 1);
+        if (!copy)
+            return -ENOMEM;
+        strcpy(copy, tok);
+        goto out;
     }
-    size_t len = strlen(tok);
-    char *copy = arena_alloc(ctx->arena, len + 1);
+    /* Another loop may hold it: the shared cache, under its lock. A failed
+     * put anywhere only costs a later request a signature. */
+    if (ctx->shared) {
+        (void)pthread_mutex_lock(&ctx->shared->lock);
+        tok = token_cache_get(ctx->shared->cache, e->id, aud_key, key->kid, ctx->now, &exp);
+        if (tok) {
+            copy = arena_alloc(ctx->arena, strlen(tok) + 1);
+            if (copy)
+                strcpy(copy, tok);
+        }
+        (void)pthread_mutex_unlock(&ctx->shared->lock);
+        if (tok && !copy)
+            return -ENOMEM;
+        if (copy) {
+            if (ctx->stats)
+                stats_add(&ctx->stats->token_cache_hits, 1);
+            /* Signed with this ttl, so issued at exp - ttl. */
+            (void)token_cache_put(ctx->tokens, e->id, aud_key, key->kid, copy, exp - ttl, exp);
+            goto out;
+        }
+    }
+    char *signed_tok = NULL;
+    exp = ctx->now + (int64_t)ttl;
+    int r = token_sign(key, e->spiffe_id, aud, n_aud, ctx->now, exp, NULL, &signed_tok);
+    if (r < 0)
+        return r;
+    if (ctx->stats)
+        stats_add(&ctx->stats->tokens_signed, 1);
+    (void)token_cache_put(ctx->tokens, e->id, aud_key, key->kid, signed_tok, ctx->now, exp);
+    if (ctx->shared) {
+        (void)pthread_mutex_lock(&ctx->shared->lock);
+        (void)token_cache_put(ctx->shared->cache, e->id, aud_key, key->kid, signed_tok, ctx->now,
+                              exp);
+        (void)pthread_mutex_unlock(&ctx->shared->lock);
+    }
+    copy = arena_alloc(ctx->arena, strlen(signed_tok) + 1);
     if (copy)
-        memcpy(copy, tok, len + 1);
+        strcpy(copy, signed_tok);
     free(signed_tok);
     if (!copy)
         return -ENOMEM;
+out:
     *ret = copy;
     *ret_exp = exp;
     return 0;
+}
+
+/* "permission denied: the entry for ID allows audiences a, b; asked for c" */
+static void describe_audience_denial(const struct entry *e, const char *const *aud, size_t n_aud,
+                                     char *out, size_t cap)
+{
+    size_t pos = (size_t)snprintf(out, cap, "permission denied: the entry for %s allows audiences ",
+                                  e->spiffe_id);
+    for (size_t i = 0; i < e->n_audiences && pos < cap; i++)
+        pos += (size_t)snprintf(out + pos, cap - pos, "%s%s", i ? ", " : "", e->audiences[i]);
+    if (pos < cap)
+        pos += (size_t)snprintf(out + pos, cap - pos, "; this request asked for ");
+    for (size_t i = 0; i < n_aud && pos < cap; i++)
+        pos += (size_t)snprintf(out + pos, cap - pos, "%s%s", i ? ", " : "", aud[i]);
 }
 
 static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_peer *wp,
@@ -318,7 +361,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
                                Sockid__Workload__Response *resp)
 {
     const Sockid__Workload__FetchTokenRequest *f = req->fetch_token;
-    char err[256];
+    char err[512];
     /* Arguments first: a malformed request costs no attestation. */
     if (f->n_audiences == 0 || f->n_audiences > TOKEN_MAX_AUDIENCES) {
         (void)snprintf(err, sizeof(err), "ask for 1 to %u audiences, got %zu",
@@ -387,7 +430,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
     }
     sockid__workload__fetch_token_response__init(fr);
     size_t count = 0;
-    const char *denied_aud_for = NULL;
+    const struct entry *denied_aud_for = NULL;
     for (int i = 0; i < n; i++) {
         const struct entry *e = ctx->matches[i];
         if (want && strcmp(e->spiffe_id, want) != 0)
@@ -400,7 +443,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
         if (seen)
             continue;
         if (!audiences_allowed(e, aud, n_aud)) {
-            denied_aud_for = e->spiffe_id;
+            denied_aud_for = e;
             continue;
         }
         const char *tok;
@@ -428,9 +471,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
     }
     if (count == 0) {
         if (denied_aud_for)
-            (void)snprintf(err, sizeof(err),
-                           "permission denied: the entry for %s does not allow these audiences",
-                           denied_aud_for);
+            describe_audience_denial(denied_aud_for, aud, n_aud, err, sizeof(err));
         else if (want)
             (void)snprintf(err, sizeof(err),
                            "permission denied: this process has no identity %s", want);

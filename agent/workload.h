@@ -4,6 +4,7 @@
 #ifndef SOCKID_WORKLOAD_H
 #define SOCKID_WORKLOAD_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "arena.h"
@@ -17,6 +18,15 @@
 #include "token.h"
 #include "workload.pb-c.h"
 
+/* Tokens shared by all loops, behind a mutex taken only on a loop's own
+ * cache miss (which then costs a signature anyway, ~40 us): so that two
+ * connections landing on different loops still get the same token while it
+ * is fresh, and the hit path takes no lock. */
+struct workload_shared_tokens {
+    pthread_mutex_t lock;
+    struct token_cache *cache;
+};
+
 /* What a request handler may use; one per event loop, reused per request. */
 struct workload_ctx {
     const struct config *cfg;
@@ -28,6 +38,7 @@ struct workload_ctx {
     const struct entries_snapshot *entries; /* current for this request */
     const struct keyset *keyset;            /* current for this request */
     struct token_cache *tokens;             /* this loop's cache */
+    struct workload_shared_tokens *shared;  /* all loops' cache; may be NULL */
     struct stats *stats;                    /* this loop's counters */
     int64_t now;                            /* wall clock, unix seconds */
     const struct entry *matches[ENTRIES_MATCH_MAX]; /* scratch */

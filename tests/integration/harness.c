@@ -953,3 +953,91 @@ void admin_list_all(const char *admin_sock, uint32_t page_size, struct admin_lis
     }
     (void)close(fd);
 }
+
+/* --- tokens ------------------------------------------------------------------ */
+
+int proto_fetch_token_bytes(int fd, const ProtobufCBinaryData *audiences, size_t n,
+                            ProtobufCBinaryData spiffe_id, Sockid__Workload__Response **ret)
+{
+    Sockid__Workload__Request req = SOCKID__WORKLOAD__REQUEST__INIT;
+    Sockid__Workload__FetchTokenRequest f = SOCKID__WORKLOAD__FETCH_TOKEN_REQUEST__INIT;
+    f.audiences = (ProtobufCBinaryData *)audiences;
+    f.n_audiences = n;
+    f.spiffe_id = spiffe_id;
+    req.kind_case = SOCKID__WORKLOAD__REQUEST__KIND_FETCH_TOKEN;
+    req.fetch_token = &f;
+    int r = proto_send(fd, &req);
+    if (r < 0)
+        return r;
+    return proto_recv(fd, H_TIMEOUT_MS, ret);
+}
+
+int proto_fetch_token(int fd, const char *const *audiences, size_t n, const char *spiffe_id,
+                      Sockid__Workload__Response **ret)
+{
+    ProtobufCBinaryData auds[64];
+    if (n > sizeof(auds) / sizeof(auds[0]))
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        auds[i] = h_bytes(audiences[i]);
+    return proto_fetch_token_bytes(fd, auds, n, h_bytes(spiffe_id), ret);
+}
+
+int proto_fetch_bundle(int fd, Sockid__Workload__Response **ret)
+{
+    Sockid__Workload__Request req = SOCKID__WORKLOAD__REQUEST__INIT;
+    Sockid__Workload__FetchBundleRequest b = SOCKID__WORKLOAD__FETCH_BUNDLE_REQUEST__INIT;
+    req.kind_case = SOCKID__WORKLOAD__REQUEST__KIND_FETCH_BUNDLE;
+    req.fetch_bundle = &b;
+    int r = proto_send(fd, &req);
+    if (r < 0)
+        return r;
+    return proto_recv(fd, H_TIMEOUT_MS, ret);
+}
+
+int proto_validate(int fd, const char *token, const char *audience,
+                   Sockid__Workload__Response **ret)
+{
+    Sockid__Workload__Request req = SOCKID__WORKLOAD__REQUEST__INIT;
+    Sockid__Workload__ValidateRequest v = SOCKID__WORKLOAD__VALIDATE_REQUEST__INIT;
+    v.token = h_bytes(token);
+    v.audience = h_bytes(audience);
+    req.kind_case = SOCKID__WORKLOAD__REQUEST__KIND_VALIDATE;
+    req.validate = &v;
+    int r = proto_send(fd, &req);
+    if (r < 0)
+        return r;
+    return proto_recv(fd, H_TIMEOUT_MS, ret);
+}
+
+int admin_send_create_full(int fd, const char *spiffe_id, const char *const *selectors, size_t n,
+                           uint32_t ttl_seconds, const char *const *audiences, size_t n_audiences)
+{
+    ProtobufCBinaryData sels[64], auds[64];
+    if (n > sizeof(sels) / sizeof(sels[0]) || n_audiences > sizeof(auds) / sizeof(auds[0]))
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        sels[i] = h_bytes(selectors[i]);
+    for (size_t i = 0; i < n_audiences; i++)
+        auds[i] = h_bytes(audiences[i]);
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__CreateEntryRequest c = SOCKID__ADMIN__CREATE_ENTRY_REQUEST__INIT;
+    c.spiffe_id = h_bytes(spiffe_id);
+    c.selectors = sels;
+    c.n_selectors = n;
+    c.ttl_seconds = ttl_seconds;
+    c.audiences = auds;
+    c.n_audiences = n_audiences;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_CREATE_ENTRY;
+    req.create_entry = &c;
+    return admin_send(fd, &req);
+}
+
+int admin_send_rotate_key(int fd)
+{
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    Sockid__Admin__RotateKeyRequest k = SOCKID__ADMIN__ROTATE_KEY_REQUEST__INIT;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY;
+    req.rotate_key = &k;
+    return admin_send(fd, &req);
+}

@@ -209,4 +209,25 @@ void admin_listing_free(struct admin_listing *l);
 /* Index of the entry with this id, or -1. */
 long admin_listing_find(const struct admin_listing *l, const char *id);
 
+/* --- tokens ------------------------------------------------------------------ */
+
+/* Each sends one workload request and reads its answer (as proto_recv).
+ * proto_fetch_token_bytes takes the audiences and the SPIFFE ID as bytes, so
+ * that a test can send what a C string cannot hold (an embedded NUL); an
+ * empty spiffe_id asks for every identity. */
+int proto_fetch_token_bytes(int fd, const ProtobufCBinaryData *audiences, size_t n,
+                            ProtobufCBinaryData spiffe_id, Sockid__Workload__Response **ret);
+/* spiffe_id NULL: every identity. */
+int proto_fetch_token(int fd, const char *const *audiences, size_t n, const char *spiffe_id,
+                      Sockid__Workload__Response **ret);
+int proto_fetch_bundle(int fd, Sockid__Workload__Response **ret);
+int proto_validate(int fd, const char *token, const char *audience,
+                   Sockid__Workload__Response **ret);
+
+/* An entry with a token TTL (0: the agent's default_ttl) and allowed
+ * audiences (none: any), as one admin frame: 0 or a negative errno. */
+int admin_send_create_full(int fd, const char *spiffe_id, const char *const *selectors, size_t n,
+                           uint32_t ttl_seconds, const char *const *audiences, size_t n_audiences);
+int admin_send_rotate_key(int fd);
+
 #endif
