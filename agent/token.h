@@ -68,12 +68,11 @@ struct token_cache *token_cache_free(struct token_cache *c);
 const char *token_cache_get(struct token_cache *c, const char *entry_id, const char *aud_key,
                             const char *kid, int64_t now, int64_t *ret_exp);
 
-/* Stores a copy of token; evicts the least recently used when full. */
-__attribute__((warn_unused_result)) int token_cache_put(struct token_cache *c,
-                                                        const char *entry_id,
-                                                        const char *aud_key, const char *kid,
-                                                        const char *token, int64_t iat,
-                                                        int64_t exp);
+/* Stores a copy of token; evicts the least recently used when full.
+ * Returns 0, -EINVAL or -ENOMEM; callers may ignore a failure, which only
+ * costs a later request a signature. */
+int token_cache_put(struct token_cache *c, const char *entry_id, const char *aud_key,
+                    const char *kid, const char *token, int64_t iat, int64_t exp);
 
 /* Keeps only the tokens for which keep() says true: an event loop calls it
  * when it picks up a new entry snapshot or keyset, to evict the tokens of

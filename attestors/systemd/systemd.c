@@ -1,0 +1,88 @@
+/* The systemd attestor: which systemd unit the peer runs in, read from its
+ * cgroup path (the v2 one, or name=systemd on a v1-only host).
+ *
+ *   systemd:unit:NAME.service, systemd:scope:NAME.scope,
+ *   systemd:slice:NAME.slice        in the system manager's tree
+ *   systemd:user-unit:NAME, systemd:user:UID
+ *                                   in a user manager's tree (user@UID.service),
+ *                                   never a system unit's selector, since the
+ *                                   user may name cgroups there as it likes
+ *
+ * A process in no unit gets nothing from this attestor. The rules for what a
+ * path proves are in attestors/common/cgpath.c.
+ *
+ * No settings. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+
+#include <sockid/attestor.h>
+
+#include "cgpath.h"
+#include "cgread.h"
+
+struct systemd_state {
+    struct cgread_mount mount;
+};
+
+static int systemd_init(const struct sockid_attestor_config *config, void **ret_state, char *err,
+                        size_t err_len)
+{
+    struct systemd_state *state;
+    int r;
+
+    if (!ret_state)
+        return -EINVAL;
+    r = cgread_config_none("systemd", config, err, err_len);
+    if (r < 0)
+        return r;
+    state = calloc(1, sizeof(*state));
+    if (!state)
+        return -ENOMEM;
+    cgread_mount_find(NULL, &state->mount);
+    *ret_state = state;
+    return 0;
+}
+
+static void systemd_fini(void *vstate)
+{
+    struct systemd_state *state = vstate;
+    if (!state)
+        return;
+    cgread_mount_close(&state->mount);
+    free(state);
+}
+
+static int systemd_attest(void *vstate, const struct sockid_peer *peer, sockid_emit_fn emit,
+                          void *emit_ctx)
+{
+    struct systemd_state *state = vstate;
+    struct cgpath_table *t = NULL;
+    struct cgpath_systemd sd;
+    int r;
+
+    if (!state || !peer || !emit || peer->struct_size < sizeof(*peer))
+        return -EINVAL;
+    r = cgread_peer(peer, &state->mount, &t);
+    if (r < 0)
+        return r;
+    r = cgpath_systemd(t, &sd);
+    free(t);
+    if (r < 0)
+        return r;
+    return cgpath_emit_systemd(&sd, emit, emit_ctx);
+}
+
+static const struct sockid_attestor systemd_attestor = {
+    .abi_version = SOCKID_ATTESTOR_ABI_VERSION,
+    .struct_size = sizeof(struct sockid_attestor),
+    .name = "systemd",
+    .init = systemd_init,
+    .attest = systemd_attest,
+    .fini = systemd_fini,
+};
+
+SOCKID_ATTESTOR_EXPORT const struct sockid_attestor *sockid_attestor(void)
+{
+    return &systemd_attestor;
+}
