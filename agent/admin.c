@@ -45,6 +45,15 @@ int admin_init(struct admin *a, const struct config *cfg, struct store *store,
     return 0;
 }
 
+void admin_attach(struct admin *a, const struct attest *attest,
+                  const struct peer_features *features, admin_stats_fn *fn, void *ctx)
+{
+    a->attest = attest;
+    a->features = *features;
+    a->stats_fn = fn;
+    a->stats_ctx = ctx;
+}
+
 void admin_fini(struct admin *a)
 {
     a->current = entries_snapshot_unref(a->current);
@@ -159,6 +168,10 @@ static const char *request_name(const Sockid__Admin__Request *req)
         return "admin_health";
     case SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY:
         return "rotate_key";
+    case SOCKID__ADMIN__REQUEST__KIND_STATUS:
+        return "status";
+    case SOCKID__ADMIN__REQUEST__KIND_METRICS:
+        return "metrics";
     default:
         return "unknown";
     }
@@ -630,6 +643,12 @@ void admin_handle(struct admin *a, struct arena *arena, const struct admin_calle
         return;
     case SOCKID__ADMIN__REQUEST__KIND_ROTATE_KEY:
         handle_rotate(a, arena, caller, req, resp);
+        return;
+    case SOCKID__ADMIN__REQUEST__KIND_STATUS:
+        admin_status(a, arena, resp);
+        return;
+    case SOCKID__ADMIN__REQUEST__KIND_METRICS:
+        admin_metrics(a, arena, resp);
         return;
     case SOCKID__ADMIN__REQUEST__KIND_GET_ENTRY:
     case SOCKID__ADMIN__REQUEST__KIND_LIST_ENTRIES:

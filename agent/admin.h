@@ -1,4 +1,5 @@
-/* The admin socket's requests: registration entries and health (DESIGN §4).
+/* The admin socket's requests: registration entries, health, key rotation,
+ * status and metrics (DESIGN §4).
  *
  * Every call is authorized again, by the caller's kernel-reported
  * credentials, against admin_uids and admin_gids: the socket file's mode is
@@ -15,10 +16,19 @@
 
 #include "admin.pb-c.h"
 #include "arena.h"
+#include "attest.h"
 #include "config.h"
 #include "entries.h"
 #include "keys.h"
+#include "metrics.h"
+#include "peer.h"
+#include "stats.h"
 #include "store.h"
+
+/* The server's counters summed over its event loops, and how many loops it
+ * runs. The server is created after the admin, so it is reached through
+ * this callback, set by admin_attach(). */
+typedef void admin_stats_fn(void *ctx, struct stats *ret_stats, unsigned *ret_loops);
 
 struct admin {
     const struct config *cfg;
@@ -32,6 +42,13 @@ struct admin {
     uint64_t started_ms;
     char last_key_error[256]; /* logged once, not every sweep */
     int64_t last_key_error_at;
+    /* For status and metrics; set once by admin_attach() before the event
+     * loops start, read-only after. Unset, they report no plugins, no
+     * kernel features and zero counters. */
+    const struct attest *attest;
+    struct peer_features features;
+    admin_stats_fn *stats_fn;
+    void *stats_ctx;
 };
 
 /* Who is calling, as the kernel said at connect(). */
@@ -52,6 +69,20 @@ __attribute__((warn_unused_result)) int admin_init(struct admin *a, const struct
                                                    struct entries_snapshot *current,
                                                    uint64_t started_ms);
 void admin_fini(struct admin *a);
+
+/* What status and metrics report besides the entries and keys: the plugins,
+ * the kernel features in use, and the server's counters (fn(ctx, ...)).
+ * Call before the event loops start. */
+void admin_attach(struct admin *a, const struct attest *attest,
+                  const struct peer_features *features, admin_stats_fn *fn, void *ctx);
+
+/* The agent as status and metrics report it, now. */
+void admin_metrics_input(struct admin *a, struct metrics_input *ret);
+
+/* The status and metrics calls (admin_status.c), for admin_handle once the
+ * caller is authorized. */
+void admin_status(struct admin *a, struct arena *arena, Sockid__Admin__Response *resp);
+void admin_metrics(struct admin *a, struct arena *arena, Sockid__Admin__Response *resp);
 
 /* Rotates the signing key when it is older than key_rotation and drops
  * retired keys whose tokens have all expired. Logs what it did. */

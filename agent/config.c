@@ -26,6 +26,7 @@
 enum config_kind {
     CONFIG_KIND_PATH,
     CONFIG_KIND_SOCKET_PATH,
+    CONFIG_KIND_OPTIONAL_SOCKET_PATH, /* as above; empty means none (NULL) */
     CONFIG_KIND_TRUST_DOMAIN,
     CONFIG_KIND_MODE,
     CONFIG_KIND_LOG_FORMAT,
@@ -56,6 +57,8 @@ static const struct config_key config_keys[] = {
     CONFIG_KEY("plugin_dir", CONFIG_KIND_PATH, plugin_dir, 0, 0),
     CONFIG_KEY("socket_mode", CONFIG_KIND_MODE, socket_mode, 0, 0777),
     CONFIG_KEY("admin_socket_mode", CONFIG_KIND_MODE, admin_socket_mode, 0, 0777),
+    CONFIG_KEY("metrics_socket", CONFIG_KIND_OPTIONAL_SOCKET_PATH, metrics_socket_path, 0, 0),
+    CONFIG_KEY("metrics_socket_mode", CONFIG_KIND_MODE, metrics_socket_mode, 0, 0777),
     CONFIG_KEY("admin_uids", CONFIG_KIND_ID_LIST, admin_uids, 0, 0),
     CONFIG_KEY("admin_gids", CONFIG_KIND_ID_LIST, admin_gids, 0, 0),
     CONFIG_KEY("default_ttl", CONFIG_KIND_U32, default_ttl, 1, 31536000),
@@ -77,10 +80,9 @@ _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) == CONFIG_N_KEYS,
                "CONFIG_N_KEYS in config_internal.h must count config_keys");
 
 static const struct config_rule config_rules[] = {
-    {"max_frame", "request_memory", false},
-    {"max_connections_per_uid", "max_connections", false},
-    {"socket", "admin_socket", true},
-    {"default_ttl", "max_ttl", false},
+    {"max_frame", "request_memory", false},   {"max_connections_per_uid", "max_connections", false},
+    {"socket", "admin_socket", true},         {"socket", "metrics_socket", true},
+    {"admin_socket", "metrics_socket", true}, {"default_ttl", "max_ttl", false},
 };
 
 void config_err(char *err, size_t err_len, const char *fmt, ...)
@@ -362,10 +364,18 @@ int config_key_apply(struct config *cfg, const struct config_key *k, const char 
     }
 
     switch (k->kind) {
+    case CONFIG_KIND_OPTIONAL_SOCKET_PATH:
+        if (!*value) {
+            free(*(char **)(void *)field);
+            *(char **)(void *)field = NULL;
+            return 0;
+        }
+        __attribute__((fallthrough));
     case CONFIG_KIND_PATH:
     case CONFIG_KIND_SOCKET_PATH:
         if (value[0] != '/') {
-            config_err(why, why_len, "must be an absolute path (starting with '/'), got \"%s\"",
+            config_err(why, why_len, "must be an absolute path (starting with '/')%s, got \"%s\"",
+                       k->kind == CONFIG_KIND_OPTIONAL_SOCKET_PATH ? ", or empty for none" : "",
                        config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
@@ -374,7 +384,7 @@ int config_key_apply(struct config *cfg, const struct config_key *k, const char 
                        config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
-        if (k->kind == CONFIG_KIND_SOCKET_PATH && len > CONFIG_SOCKET_PATH_MAX) {
+        if (k->kind != CONFIG_KIND_PATH && len > CONFIG_SOCKET_PATH_MAX) {
             config_err(why, why_len,
                        "must be at most %zu bytes long (the size of a Unix socket address), "
                        "got %zu bytes",
@@ -470,9 +480,14 @@ const struct config_rule *config_rule_broken(const struct config *cfg)
 
     for (i = 0; i < sizeof(config_rules) / sizeof(config_rules[0]); i++) {
         const struct config_rule *r = &config_rules[i];
-        if (r->differ ? strcmp(config_string(cfg, r->lo), config_string(cfg, r->hi)) == 0
-                      : config_u32(cfg, r->lo) > config_u32(cfg, r->hi))
+        if (r->differ) {
+            /* An optional path that is unset differs from everything. */
+            const char *lo = config_string(cfg, r->lo), *hi = config_string(cfg, r->hi);
+            if (lo && hi && strcmp(lo, hi) == 0)
+                return r;
+        } else if (config_u32(cfg, r->lo) > config_u32(cfg, r->hi)) {
             return r;
+        }
     }
     return NULL;
 }
@@ -571,6 +586,7 @@ int config_new(struct config **ret)
     }
     cfg->socket_mode = 0666;
     cfg->admin_socket_mode = 0600;
+    cfg->metrics_socket_mode = 0600;
     cfg->default_ttl = 300;
     cfg->max_ttl = 86400;
     cfg->key_rotation = 86400;
@@ -596,6 +612,7 @@ struct config *config_free(struct config *cfg)
         return NULL;
     free(cfg->socket_path);
     free(cfg->admin_socket_path);
+    free(cfg->metrics_socket_path);
     free(cfg->data_dir);
     free(cfg->trust_domain);
     free(cfg->plugin_dir);
@@ -625,11 +642,13 @@ int config_dup(const struct config *cfg, struct config **ret)
     if (!c)
         return -ENOMEM;
     *c = *cfg;
-    c->socket_path = c->admin_socket_path = c->data_dir = c->trust_domain = c->plugin_dir = NULL;
+    c->socket_path = c->admin_socket_path = c->metrics_socket_path = NULL;
+    c->data_dir = c->trust_domain = c->plugin_dir = NULL;
     c->attestors = NULL;
     c->n_attestors = 0;
     if (config_dup_string(&c->socket_path, cfg->socket_path) < 0 ||
         config_dup_string(&c->admin_socket_path, cfg->admin_socket_path) < 0 ||
+        config_dup_string(&c->metrics_socket_path, cfg->metrics_socket_path) < 0 ||
         config_dup_string(&c->data_dir, cfg->data_dir) < 0 ||
         config_dup_string(&c->trust_domain, cfg->trust_domain) < 0 ||
         config_dup_string(&c->plugin_dir, cfg->plugin_dir) < 0)

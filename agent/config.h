@@ -51,6 +51,9 @@ struct config {
     char *plugin_dir;         /* plugin_dir; NULL: next to the binary, see main.c */
     uint32_t socket_mode;     /* socket_mode, octal; default 0666 */
     uint32_t admin_socket_mode; /* admin_socket_mode, octal; default 0600 */
+    char *metrics_socket_path;  /* metrics_socket: Prometheus metrics over
+                                   HTTP; NULL (unset or empty) = off */
+    uint32_t metrics_socket_mode;     /* metrics_socket_mode, octal; default 0600 */
     struct config_id_list admin_uids; /* admin_uids: uids allowed on the admin
                                          socket besides root and the agent's
                                          own uid, which always are */

@@ -13,7 +13,7 @@
 #define CONFIG_QUOTE_MAX 48 /* bytes of a value or key shown in a message */
 /* Keys in config.c's [agent] table (checked there at compile time): a load
  * records the line of each. */
-#define CONFIG_N_KEYS 22
+#define CONFIG_N_KEYS 24
 
 /* One row of the [agent] key table; only config.c looks inside. */
 struct config_key;

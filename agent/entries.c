@@ -19,11 +19,11 @@
 
 #include <sodium.h>
 
+#include "text.h"
+
 #define SPIFFE_SCHEME     "spiffe://"
 #define SPIFFE_SCHEME_LEN (sizeof(SPIFFE_SCHEME) - 1)
 /* How much of an offending value a message quotes. */
-#define QUOTE_MAX 64u
-#define QUOTE_BUF (QUOTE_MAX * 4u + 8u)
 
 __attribute__((format(printf, 3, 4))) static bool fail(char *err, size_t err_len, const char *fmt,
                                                        ...)
@@ -35,24 +35,6 @@ __attribute__((format(printf, 3, 4))) static bool fail(char *err, size_t err_len
         va_end(ap);
     }
     return false;
-}
-
-/* s for a message: printable ASCII as is, anything else as \xNN, at most
- * QUOTE_MAX bytes, so that a hostile value reaches a terminal as text. */
-static const char *quote(char out[static QUOTE_BUF], const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < QUOTE_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, QUOTE_BUF - o, "\\x%02x", c);
-    }
-    if (len > QUOTE_MAX)
-        o += (size_t)snprintf(out + o, QUOTE_BUF - o, "...");
-    out[o] = '\0';
-    return out;
 }
 
 int entries_sodium_ready(void)
@@ -70,7 +52,7 @@ static bool td_char(char c)
 
 static bool td_check(const char *what, const char *td, size_t len, char *err, size_t err_len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     if (len == 0)
         return fail(err, err_len, "%s is empty; it needs 1 to %u bytes", what, TRUST_DOMAIN_MAX);
     if (len > TRUST_DOMAIN_MAX)
@@ -81,7 +63,7 @@ static bool td_check(const char *what, const char *td, size_t len, char *err, si
             return fail(err, err_len,
                         "%s may hold only lowercase letters, digits, '.', '-' and '_', not '%s' "
                         "at byte %zu",
-                        what, quote(q, td + i, 1), i);
+                        what, text_quote(q, td + i, 1), i);
     return true;
 }
 
@@ -102,10 +84,10 @@ static bool path_char(char c)
 static bool spiffe_path_check(const char *path, size_t len, const char *td, size_t td_len,
                               char *err, size_t err_len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     if (len <= 1)
         return fail(err, err_len, "SPIFFE ID has no path; it must be spiffe://%s/<path>",
-                    quote(q, td, td_len));
+                    text_quote(q, td, td_len));
     if (path[len - 1] == '/')
         return fail(err, err_len, "SPIFFE ID ends with '/'; remove the trailing slash");
     size_t start = 1;
@@ -115,7 +97,7 @@ static bool spiffe_path_check(const char *path, size_t len, const char *td, size
                 return fail(err, err_len,
                             "SPIFFE ID path may hold only letters, digits, '.', '-', '_' and '/', "
                             "not '%s' at byte %zu",
-                            quote(q, path + i, 1), (size_t)(path - td) + SPIFFE_SCHEME_LEN + i);
+                            text_quote(q, path + i, 1), (size_t)(path - td) + SPIFFE_SCHEME_LEN + i);
             continue;
         }
         size_t seg = i - start;
@@ -134,7 +116,7 @@ static bool spiffe_path_check(const char *path, size_t len, const char *td, size
 static bool spiffe_id_check(const char *id, size_t len, const char *trust_domain, char *err,
                             size_t err_len)
 {
-    char q[QUOTE_BUF], q2[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF], q2[TEXT_QUOTE_BUF];
     if (!id || len == 0)
         return fail(err, err_len, "SPIFFE ID is empty; it must be spiffe://<trust domain>/<path>");
     if (len > SPIFFE_ID_MAX)
@@ -169,7 +151,7 @@ static bool spiffe_id_check(const char *id, size_t len, const char *trust_domain
     if (trust_domain && (strlen(trust_domain) != td_len || memcmp(trust_domain, td, td_len) != 0))
         return fail(err, err_len,
                     "SPIFFE ID's trust domain '%s' is not the agent's trust domain '%s'",
-                    quote(q, td, td_len), quote(q2, trust_domain, strlen(trust_domain)));
+                    text_quote(q, td, td_len), text_quote(q2, trust_domain, strlen(trust_domain)));
     return spiffe_path_check(slash ? slash : td + td_len, slash ? rest - td_len : 0, td, td_len,
                              err, err_len);
 }
@@ -182,7 +164,7 @@ bool entries_spiffe_id_valid(const char *id, size_t len, const char *trust_domai
 
 bool entries_audience_valid(const char *aud, size_t len, char *err, size_t err_len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     if (!aud || len == 0)
         return fail(err, err_len, "audience is empty; it needs 1 to %u bytes", ENTRY_AUDIENCE_MAX);
     if (len > ENTRY_AUDIENCE_MAX)
@@ -194,7 +176,7 @@ bool entries_audience_valid(const char *aud, size_t len, char *err, size_t err_l
             return fail(err, err_len,
                         "audience may hold only printable ASCII without spaces, not '%s' at byte "
                         "%zu",
-                        quote(q, aud + i, 1), i);
+                        text_quote(q, aud + i, 1), i);
     }
     return true;
 }
@@ -209,43 +191,6 @@ bool entries_id_valid(const char *id, size_t len)
     return true;
 }
 
-/* The code point of the UTF-8 sequence at s into *cp, returning its length,
- * or 0 when invalid (overlong, surrogate, past U+10FFFF, truncated). */
-static size_t utf8_decode(const unsigned char *s, size_t left, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t v;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        v = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
-        (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return n;
-}
-
 /* A hint is shown to operators: UTF-8 text without C0, DEL or C1 controls. */
 static bool hint_check(const char *hint, size_t len, char *err, size_t err_len)
 {
@@ -255,7 +200,7 @@ static bool hint_check(const char *hint, size_t len, char *err, size_t err_len)
     const unsigned char *p = (const unsigned char *)hint;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        size_t n = text_utf8_seq(p + i, len - i, &cp);
         if (n == 0)
             return fail(err, err_len, "hint is not valid UTF-8 at byte %zu", i);
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
@@ -319,7 +264,7 @@ static size_t part_len(const char *s, const size_t *lens, size_t i, size_t max)
 static bool fields_selectors(struct entry_fields *f, const char *const *sel, const size_t *lens,
                              size_t n, char *err, size_t err_len)
 {
-    char q[QUOTE_BUF], why[160];
+    char q[TEXT_QUOTE_BUF], why[160];
     if (n == 0)
         return fail(err, err_len, "an entry needs at least 1 selector, got 0");
     if (n > ENTRY_MAX_SELECTORS)
@@ -336,7 +281,7 @@ static bool fields_selectors(struct entry_fields *f, const char *const *sel, con
                         i + 1, n, len, (unsigned)SELECTOR_MAX_LEN);
         if (!selector_valid(sel[i], len, why, sizeof(why)))
             return fail(err, err_len, "selector %zu of %zu ('%s'): %s", i + 1, n,
-                        quote(q, sel[i], len), why);
+                        text_quote(q, sel[i], len), why);
         f->sel[i] = (struct span){sel[i], len};
     }
     f->n_sel = spans_sort_unique(f->sel, n);
@@ -346,7 +291,7 @@ static bool fields_selectors(struct entry_fields *f, const char *const *sel, con
 static bool fields_audiences(struct entry_fields *f, const char *const *aud, const size_t *lens,
                              size_t n, char *err, size_t err_len)
 {
-    char q[QUOTE_BUF], why[160];
+    char q[TEXT_QUOTE_BUF], why[160];
     if (n > ENTRY_MAX_AUDIENCES)
         return fail(err, err_len, "an entry has at most %u audiences, got %zu", ENTRY_MAX_AUDIENCES,
                     n);
@@ -358,7 +303,7 @@ static bool fields_audiences(struct entry_fields *f, const char *const *aud, con
         size_t len = part_len(aud[i], lens, i, ENTRY_AUDIENCE_MAX);
         if (!entries_audience_valid(aud[i], len, why, sizeof(why)))
             return fail(err, err_len, "audience %zu of %zu ('%s'): %s", i + 1, n,
-                        quote(q, aud[i], len), why);
+                        text_quote(q, aud[i], len), why);
         f->aud[i] = (struct span){aud[i], len};
     }
     f->n_aud = spans_sort_unique(f->aud, n);

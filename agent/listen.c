@@ -172,11 +172,12 @@ int listen_lock(const char *path, int *ret_lock_fd, char *err, size_t err_len)
     return 0;
 }
 
-int listen_activated(int *ret_workload_fd, int *ret_admin_fd, char *err, size_t err_len)
+int listen_activated(int *ret_workload_fd, int *ret_admin_fd, int *ret_metrics_fd, char *err,
+                     size_t err_len)
 {
     char **names = NULL;
     int n = sd_listen_fds_with_names(1, &names);
-    int workload = -1, admin = -1, r = 0;
+    int workload = -1, admin = -1, metrics = -1, r = 0;
     if (n < 0) {
         set_err(err, err_len, "cannot read the sockets passed by the service manager: %s",
                 strerror(-n));
@@ -185,13 +186,14 @@ int listen_activated(int *ret_workload_fd, int *ret_admin_fd, char *err, size_t 
     for (int i = 0; i < n && r == 0; i++) {
         int fd = SD_LISTEN_FDS_START + i;
         const char *name = names && names[i] ? names[i] : "unknown";
-        int *slot = strcmp(name, "workload") == 0 ? &workload
-                    : strcmp(name, "admin") == 0  ? &admin
-                                                  : NULL;
+        int *slot = strcmp(name, "workload") == 0  ? &workload
+                    : strcmp(name, "admin") == 0   ? &admin
+                    : strcmp(name, "metrics") == 0 ? &metrics
+                                                   : NULL;
         if (!slot) {
             set_err(err, err_len,
                     "the service manager passed a socket named '%s'; name the sockets "
-                    "'workload' and 'admin' with FileDescriptorName=",
+                    "'workload', 'admin' and (optionally) 'metrics' with FileDescriptorName=",
                     name);
             r = -EINVAL;
         } else if (*slot >= 0) {
@@ -230,5 +232,6 @@ int listen_activated(int *ret_workload_fd, int *ret_admin_fd, char *err, size_t 
     }
     *ret_workload_fd = workload;
     *ret_admin_fd = admin;
+    *ret_metrics_fd = metrics;
     return n;
 }

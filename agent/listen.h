@@ -20,12 +20,14 @@ __attribute__((warn_unused_result)) int listen_unix(const char *path, uint32_t m
                                                     char *err, size_t err_len);
 
 /* Sockets passed by a service manager (systemd socket activation:
- * LISTEN_FDS, LISTEN_FDNAMES). Each named one (FileDescriptorName=workload
- * and =admin) is checked to be a listening Unix stream socket and made
- * non-blocking; the agent never unlinks or chmods them. Returns the number
- * of sockets taken (0 when not socket-activated), or a negative errno with
- * a message (an unknown name, a socket of the wrong kind, no "workload"). */
+ * LISTEN_FDS, LISTEN_FDNAMES). Each named one (FileDescriptorName=workload,
+ * =admin and the optional =metrics) is checked to be a listening Unix
+ * stream socket and made non-blocking; the agent never unlinks or chmods
+ * them. A socket not passed is -1. Returns the number of sockets taken (0
+ * when not socket-activated), or a negative errno with a message (an
+ * unknown name, a socket of the wrong kind, no "workload"). */
 __attribute__((warn_unused_result)) int listen_activated(int *ret_workload_fd, int *ret_admin_fd,
-                                                         char *err, size_t err_len);
+                                                         int *ret_metrics_fd, char *err,
+                                                         size_t err_len);
 
 #endif

@@ -9,7 +9,16 @@
  * Every byte a client sends is bounded before it is looked at: the frame
  * length before the payload is read, the payload's decoded size by the
  * request arena, the connection count per uid at accept, and the time a
- * partial frame or an idle connection may hold a slot. */
+ * partial frame or an idle connection may hold a slot.
+ *
+ * Loop 0 also serves the optional metrics socket: one HTTP/1.0 request per
+ * connection, answered with the Prometheus text and closed. Those
+ * connections are the operator's scraper, not workloads: they are neither
+ * attested nor counted against the connection limits or in the counters,
+ * and have limits of their own (METRICS_CONNS_MAX open, METRICS_TIMEOUT_MS
+ * to send the request head and take the answer). Scrapes are rare and an
+ * answer takes microseconds to render, so one loop is enough, and the
+ * other loops never see the socket. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +34,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "server_internal.h"
 #include "workload.h"
 
@@ -36,10 +46,16 @@
 /* Tokens one event loop keeps signed and ready. */
 #define TOKEN_CACHE_SIZE 4096u
 #define EPOLL_BATCH 64
+/* Metrics connections open at once; more are closed at accept. */
+#define METRICS_CONNS_MAX 16u
+/* Time a metrics client has to send its request head, and to take each
+ * part of the answer. */
+#define METRICS_TIMEOUT_MS 2000u
 
 struct conn {
     int fd;
-    bool admin; /* came in on the admin socket */
+    bool admin;   /* came in on the admin socket */
+    bool metrics; /* came in on the metrics socket: HTTP, not framed */
     struct peer peer;
     bool captured;
     bool closing; /* close once the output is flushed */
@@ -62,7 +78,8 @@ struct loop {
     int epfd;
     bool stopping; /* this loop has seen the stop */
     struct conn *conns;
-    size_t n_conns;
+    size_t n_conns;   /* every kind */
+    size_t n_metrics; /* of which on the metrics socket */
     struct arena arena;
     uint8_t *arena_buf;
     struct selector_set *selectors;
@@ -81,7 +98,7 @@ struct loop {
 };
 
 /* Tags for the non-connection fds in the epoll set. */
-static char tag_listen, tag_admin, tag_signal, tag_stop;
+static char tag_listen, tag_admin, tag_metrics, tag_signal, tag_stop;
 
 static uint64_t now_ns(void)
 {
@@ -130,8 +147,12 @@ static void conn_close(struct loop *l, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     l->n_conns--;
-    stats_sub(&l->stats.connections_open, 1);
-    server_conn_release(l->srv, c->cred_uid);
+    if (c->metrics) {
+        l->n_metrics--;
+    } else {
+        stats_sub(&l->stats.connections_open, 1);
+        server_conn_release(l->srv, c->cred_uid);
+    }
     (void)close(c->fd);
     peer_release(&c->peer);
     free(c->in);
@@ -526,6 +547,104 @@ static void conn_open(struct loop *l, int fd, bool admin)
     stats_add(&l->stats.connections_open, 1);
 }
 
+/* --- the metrics socket ------------------------------------------------- */
+
+/* Answers a complete request head with the metrics, or with an HTTP error,
+ * and closes once the answer is out. */
+static int metrics_answer(struct loop *l, struct conn *c, int status, bool head_only)
+{
+    struct server *s = l->srv;
+    char *body = NULL, *resp = NULL;
+    size_t body_len = 0, resp_len = 0;
+    if (status == 200) {
+        struct metrics_input in;
+        if (s->admin) {
+            admin_metrics_input(s->admin, &in);
+        } else {
+            memset(&in, 0, sizeof(in));
+            in.version = SOCKID_VERSION;
+            in.event_loops = s->n_loops;
+            for (unsigned i = 0; i < s->n_loops; i++)
+                stats_accumulate(&in.stats, loop_stats(s->loops[i]));
+        }
+        if (metrics_render(&in, &body, &body_len) < 0)
+            return -ENOMEM;
+    }
+    int r = metrics_http_response(status, body, body_len, head_only, &resp, &resp_len);
+    free(body);
+    if (r < 0)
+        return r;
+    c->closing = true;
+    r = conn_send(l, c, (const uint8_t *)resp, resp_len);
+    free(resp);
+    if (r < 0)
+        return r;
+    /* Sent whole: close now; otherwise once conn_flush has sent the rest. */
+    return c->out_len ? 0 : -ECONNRESET;
+}
+
+/* Reads the request head, bounded by METRICS_HTTP_HEAD_MAX (the parser
+ * answers 431 once that much came without an end). The whole head is read
+ * before answering: closing a Unix socket with unread input resets it. */
+static int metrics_read(struct loop *l, struct conn *c)
+{
+    if (!c->in) {
+        c->in = malloc(METRICS_HTTP_HEAD_MAX);
+        if (!c->in)
+            return -ENOMEM;
+        c->in_cap = METRICS_HTTP_HEAD_MAX;
+    }
+    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+    if (n == 0)
+        return -ECONNRESET;
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+    c->in_len += (size_t)n;
+    bool head_only = false;
+    int status = metrics_http_parse((const char *)c->in, c->in_len, &head_only);
+    return status == 0 ? 0 : metrics_answer(l, c, status, head_only);
+}
+
+static void metrics_accept(struct loop *l)
+{
+    for (int i = 0; i < ACCEPT_BURST; i++) {
+        int fd = accept4(l->srv->metrics_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("accept on the metrics socket failed: %s", strerror(errno));
+            return;
+        }
+        if (l->n_metrics >= METRICS_CONNS_MAX) {
+            log_debug("%u metrics connections are open already; closing a new one",
+                      METRICS_CONNS_MAX);
+            (void)close(fd);
+            continue;
+        }
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            (void)close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->metrics = true;
+        c->peer = (struct peer)PEER_INIT;
+        c->last_active_ms = server_now_ms();
+        if (conn_watch(l, c, EPOLLIN, EPOLL_CTL_ADD) < 0) {
+            free(c);
+            (void)close(fd);
+            continue;
+        }
+        c->next = l->conns;
+        if (l->conns)
+            l->conns->prev = c;
+        l->conns = c;
+        l->n_conns++;
+        l->n_metrics++;
+    }
+}
+
 static void accept_ready(struct loop *l, int listen_fd, bool admin)
 {
     for (int i = 0; i < ACCEPT_BURST; i++) {
@@ -548,7 +667,11 @@ static void sweep(struct loop *l, uint64_t now)
     struct conn *next;
     for (struct conn *c = l->conns; c; c = next) {
         next = c->next;
-        if (c->out_len) {
+        if (c->metrics) {
+            /* Its request head, or the next part of its answer, is late. */
+            if (now - c->last_active_ms > METRICS_TIMEOUT_MS)
+                conn_close(l, c);
+        } else if (c->out_len) {
             if (now - c->last_active_ms > cfg->idle_timeout_ms)
                 conn_close(l, c);
         } else if (c->in_len > 0 && now - c->frame_started_ms > cfg->frame_timeout_ms) {
@@ -581,6 +704,8 @@ static void loop_stop(struct loop *l)
     l->stopping = true;
     (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
     (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->admin_fd, NULL);
+    if (l->index == 0 && s->metrics_fd >= 0)
+        (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->metrics_fd, NULL);
     (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->stop_fd, NULL);
     struct conn *next;
     for (struct conn *c = l->conns; c; c = next) {
@@ -619,6 +744,11 @@ int loop_run(struct loop *l)
                                  tag == &tag_admin);
                 continue;
             }
+            if (tag == &tag_metrics) {
+                if (!l->stopping)
+                    metrics_accept(l);
+                continue;
+            }
             if (tag == &tag_signal) {
                 struct signalfd_siginfo si;
                 if (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
@@ -639,7 +769,7 @@ int loop_run(struct loop *l)
             if (events[i].events & EPOLLOUT)
                 r = conn_flush(l, c);
             if (r == 0 && !c->out_len && (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                r = conn_read(l, c);
+                r = c->metrics ? metrics_read(l, c) : conn_read(l, c);
             if (r < 0)
                 conn_close(l, c);
         }
@@ -697,10 +827,13 @@ int loop_new(struct server *s, unsigned index, struct loop **ret)
     struct epoll_event aev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tag_admin};
     struct epoll_event stop = {.events = EPOLLIN, .data.ptr = &tag_stop};
     struct epoll_event sig = {.events = EPOLLIN, .data.ptr = &tag_signal};
+    struct epoll_event mev = {.events = EPOLLIN, .data.ptr = &tag_metrics};
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0 ||
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->admin_fd, &aev) < 0 ||
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->stop_fd, &stop) < 0 ||
-        (index == 0 && epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->signal_fd, &sig) < 0)) {
+        (index == 0 && epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->signal_fd, &sig) < 0) ||
+        (index == 0 && s->metrics_fd >= 0 &&
+         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s->metrics_fd, &mev) < 0)) {
         r = -errno;
         goto fail;
     }

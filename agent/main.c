@@ -41,6 +41,9 @@ static void usage(FILE *out)
             "                           unless given explicitly)\n"
             "  -s, --socket PATH        workload socket (default /run/sockid/agent.sock)\n"
             "      --admin-socket PATH  admin socket (default /run/sockid/admin.sock)\n"
+            "      --metrics-socket PATH\n"
+            "                           also serve Prometheus metrics over HTTP on this\n"
+            "                           socket (default: none)\n"
             "  -d, --data-dir DIR       state directory (default /var/lib/sockid)\n"
             "      --trust-domain NAME  trust domain of issued identities (default example.org)\n"
             "      --plugin-dir DIR     attestor plugins (default: " SOCKID_PLUGIN_RELDIR "\n"
@@ -94,6 +97,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"socket", required_argument, NULL, 's'},
         {"admin-socket", required_argument, NULL, 'A'},
+        {"metrics-socket", required_argument, NULL, 'M'},
         {"data-dir", required_argument, NULL, 'd'},
         {"trust-domain", required_argument, NULL, 'T'},
         {"plugin-dir", required_argument, NULL, 'P'},
@@ -159,6 +163,9 @@ int main(int argc, char **argv)
             break;
         case 'A':
             key = "admin_socket";
+            break;
+        case 'M':
+            key = "metrics_socket";
             break;
         case 'd':
             key = "data_dir";
@@ -303,6 +310,8 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    /* Status and metrics read the server's counters through the admin. */
+    admin_attach(&admin, attest, &features, server_admin_stats, server);
     status = server_run(server) < 0 ? EXIT_RUNTIME : 0;
 
 out:

@@ -1,5 +1,7 @@
 #include "selector.h"
 
+#include "text.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,40 +45,6 @@ bool selector_key_valid(const char *key, size_t len, char *err, size_t err_len)
     return true;
 }
 
-/* Length of the UTF-8 sequence at s (at most left bytes), 0 when invalid.
- * Rejects overlong forms, surrogates and code points past U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 bool selector_value_valid(const char *value, size_t len, char *err, size_t err_len)
 {
     if (len == 0)
@@ -85,14 +53,13 @@ bool selector_value_valid(const char *value, size_t len, char *err, size_t err_l
         return fail(err, err_len, "selector value is longer than 1024 bytes");
     const unsigned char *p = (const unsigned char *)value;
     for (size_t i = 0; i < len;) {
-        if (p[i] < 0x20 || p[i] == 0x7f)
-            return fail(err, err_len, "selector value holds a control character");
-        size_t n = utf8_seq(p + i, len - i);
+        uint32_t cp;
+        size_t n = text_utf8_seq(p + i, len - i, &cp);
         if (n == 0)
             return fail(err, err_len, "selector value is not valid UTF-8");
-        /* C1 controls (U+0080..U+009F): U+009B alone starts a terminal
-         * escape sequence on an operator's screen. */
-        if (n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)
+        /* C0, DEL and C1 (U+009B alone starts a terminal escape sequence on
+         * an operator's screen). */
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
             return fail(err, err_len, "selector value holds a control character");
         i += n;
     }

@@ -109,7 +109,9 @@ void server_begin_stop(struct server *s)
         log_warn("cannot remove %s: %s", s->cfg->socket_path, strerror(errno));
     if (s->admin_created && unlink(s->cfg->admin_socket_path) < 0 && errno != ENOENT)
         log_warn("cannot remove %s: %s", s->cfg->admin_socket_path, strerror(errno));
-    s->socket_created = s->admin_created = false;
+    if (s->metrics_created && unlink(s->cfg->metrics_socket_path) < 0 && errno != ENOENT)
+        log_warn("cannot remove %s: %s", s->cfg->metrics_socket_path, strerror(errno));
+    s->socket_created = s->admin_created = s->metrics_created = false;
     /* Readable from now on: every loop sees it and stops accepting. */
     uint64_t one = 1;
     if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
@@ -138,6 +140,9 @@ int server_run(struct server *s)
         log_info("listening on %s and %s (admin) with %u event loop%s (pid %ld)",
                  s->cfg->socket_path, s->cfg->admin_socket_path, s->n_loops,
                  s->n_loops == 1 ? "" : "s", (long)getpid());
+    if (s->metrics_fd >= 0)
+        log_info("serving Prometheus metrics over HTTP on %s",
+                 s->metrics_created ? s->cfg->metrics_socket_path : "the socket named 'metrics'");
     /* Ready: the sockets listen, keys and entries are loaded, so anything
      * that connects from now on is answered. */
     char status[160];
@@ -192,7 +197,7 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
     s->registry = registry;
     s->keys = keys;
     s->features = *features;
-    s->listen_fd = s->admin_fd = s->lock_fd = s->signal_fd = s->stop_fd = -1;
+    s->listen_fd = s->admin_fd = s->metrics_fd = s->lock_fd = s->signal_fd = s->stop_fd = -1;
     s->started_ms = server_now_ms();
     atomic_init(&s->stopping, false);
     int r = pthread_mutex_init(&s->conn_lock, NULL);
@@ -210,7 +215,7 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         goto fail;
     }
 
-    r = listen_activated(&s->listen_fd, &s->admin_fd, err, err_len);
+    r = listen_activated(&s->listen_fd, &s->admin_fd, &s->metrics_fd, err, err_len);
     if (r < 0)
         goto fail;
     s->activated = r > 0;
@@ -231,6 +236,17 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
         if (r < 0)
             goto fail;
         s->admin_created = true;
+    }
+    /* The metrics socket, when configured and not passed by the service
+     * manager: before the workload socket, for the same reason as the
+     * admin socket. Closed to all but the agent's user by default; it
+     * reveals counts, never identities or keys. */
+    if (s->metrics_fd < 0 && cfg->metrics_socket_path) {
+        r = listen_unix(cfg->metrics_socket_path, cfg->metrics_socket_mode, &s->metrics_fd, err,
+                        err_len);
+        if (r < 0)
+            goto fail;
+        s->metrics_created = true;
     }
     /* The workload socket is open to every local user by default, because
      * identity comes from attestation, not from who can connect. */
@@ -283,6 +299,13 @@ void server_stats(const struct server *s, struct stats *ret)
         stats_accumulate(ret, loop_stats(s->loops[i]));
 }
 
+void server_admin_stats(void *ctx, struct stats *ret_stats, unsigned *ret_loops)
+{
+    const struct server *s = ctx;
+    server_stats(s, ret_stats);
+    *ret_loops = s->n_loops;
+}
+
 struct server *server_free(struct server *s)
 {
     if (!s)
@@ -294,10 +317,14 @@ struct server *server_free(struct server *s)
         (void)close(s->listen_fd);
     if (s->admin_fd >= 0)
         (void)close(s->admin_fd);
+    if (s->metrics_fd >= 0)
+        (void)close(s->metrics_fd);
     if (s->socket_created)
         (void)unlink(s->cfg->socket_path);
     if (s->admin_created)
         (void)unlink(s->cfg->admin_socket_path);
+    if (s->metrics_created)
+        (void)unlink(s->cfg->metrics_socket_path);
     if (s->signal_fd >= 0)
         (void)close(s->signal_fd);
     if (s->stop_fd >= 0)

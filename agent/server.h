@@ -38,6 +38,10 @@ __attribute__((warn_unused_result)) int server_run(struct server *s);
 /* The sum of every loop's counters, a moment old at worst. */
 void server_stats(const struct server *s, struct stats *ret);
 
+/* server_stats() and the number of event loops, as an admin_stats_fn whose
+ * ctx is the server: what status and metrics report. */
+void server_admin_stats(void *ctx, struct stats *ret_stats, unsigned *ret_loops);
+
 struct server *server_free(struct server *s);
 
 #endif

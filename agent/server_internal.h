@@ -36,11 +36,13 @@ struct server {
 
     int listen_fd;
     int admin_fd;
+    int metrics_fd; /* -1 when no metrics socket; served by loop 0 only */
     int lock_fd;
     int signal_fd; /* watched by loop 0 */
     int stop_fd;   /* eventfd, readable once stopping: wakes every loop */
     bool socket_created;
     bool admin_created;
+    bool metrics_created;
     bool activated; /* sockets came from the service manager */
     uint64_t watchdog_us; /* WATCHDOG_USEC, 0 when no watchdog */
 

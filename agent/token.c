@@ -47,6 +47,7 @@
 #include <sodium.h>
 
 #include "entries.h"
+#include "text.h"
 
 #define B64_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define SIG_LEN     crypto_sign_BYTES
@@ -56,8 +57,6 @@
  * which the operator should hear about. exp and nbf get no leeway. */
 #define TOKEN_IAT_SKEW 60
 /* How much of an offending value a reason quotes. */
-#define QUOTE_MAX 64u
-#define QUOTE_BUF (QUOTE_MAX * 4u + 8u)
 
 __attribute__((format(printf, 4, 5))) static int refuse(int rc, char *reason, size_t reason_len,
                                                         const char *fmt, ...)
@@ -71,48 +70,11 @@ __attribute__((format(printf, 4, 5))) static int refuse(int rc, char *reason, si
     return rc;
 }
 
-/* s for a reason: printable ASCII as is, anything else as \xNN, at most
- * QUOTE_MAX bytes, so that a hostile value reaches a terminal as text. */
-static const char *quote(char out[static QUOTE_BUF], const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < QUOTE_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, QUOTE_BUF - o, "\\x%02x", c);
-    }
-    if (len > QUOTE_MAX)
-        o += (size_t)snprintf(out + o, QUOTE_BUF - o, "...");
-    out[o] = '\0';
-    return out;
-}
-
 bool token_audience_valid(const char *aud, size_t len, char *err, size_t err_len)
 {
-    char q[QUOTE_BUF];
-    if (!aud || len == 0) {
-        (void)refuse(0, err, err_len, "audience is empty; it needs 1 to %u bytes",
-                     TOKEN_AUDIENCE_MAX);
-        return false;
-    }
-    if (len > TOKEN_AUDIENCE_MAX) {
-        (void)refuse(0, err, err_len, "audience is %zu bytes, more than the limit of %u", len,
-                     TOKEN_AUDIENCE_MAX);
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)aud[i];
-        if (c < 0x21 || c > 0x7e) {
-            (void)refuse(0, err, err_len,
-                         "audience may hold only printable ASCII without spaces, not '%s' at "
-                         "byte %zu",
-                         quote(q, aud + i, 1), i);
-            return false;
-        }
-    }
-    return true;
+    /* The same rule an entry's allowed audiences follow, or an entry could
+     * allow an audience no request may name. */
+    return entries_audience_valid(aud, len, err, err_len);
 }
 
 /* --- signing ------------------------------------------------------------ */
@@ -309,7 +271,7 @@ static bool numeric_date(const json_t *v, bool round_up, int64_t *ret)
 static int header_check(const json_t *header, const struct keyset *ks, const struct key **ret_key,
                         char *reason, size_t reason_len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     const json_t *alg = json_object_get(header, "alg");
     const json_t *typ = json_object_get(header, "typ");
     const json_t *crit = json_object_get(header, "crit");
@@ -325,10 +287,10 @@ static int header_check(const json_t *header, const struct keyset *ks, const str
     if (al == 4 && strncasecmp(a, "none", 4) == 0)
         return refuse(-EPERM, reason, reason_len,
                       "alg %s is never accepted: an unsigned token proves nothing",
-                      quote(q, a, al));
+                      text_quote(q, a, al));
     if (al != 5 || memcmp(a, "EdDSA", 5) != 0)
         return refuse(-EPERM, reason, reason_len, "alg %s is not accepted; sockid tokens are EdDSA",
-                      quote(q, a, al));
+                      text_quote(q, a, al));
 
     /* sockid implements no JWS extension, so every critical one is unknown
      * (RFC 7515 §4.1.11: the recipient must then refuse the JWS). */
@@ -338,7 +300,7 @@ static int header_check(const json_t *header, const struct keyset *ks, const str
             return refuse(-EPERM, reason, reason_len,
                           "unknown critical header %s (crit); sockid implements no JWS "
                           "extensions",
-                          quote(q, json_string_value(first), json_string_length(first)));
+                          text_quote(q, json_string_value(first), json_string_length(first)));
         return refuse(-EPERM, reason, reason_len,
                       "unknown critical header: crit is present; sockid implements no JWS "
                       "extensions");
@@ -354,7 +316,7 @@ static int header_check(const json_t *header, const struct keyset *ks, const str
             return refuse(-EPERM, reason, reason_len,
                           "typ %s is not accepted; sockid tokens are typ JWT (JOSE or no typ "
                           "also do)",
-                          quote(q, t, tl));
+                          text_quote(q, t, tl));
     }
 
     if (!kid)
@@ -370,7 +332,7 @@ static int header_check(const json_t *header, const struct keyset *ks, const str
     if (!key)
         return refuse(-EPERM, reason, reason_len,
                       "unknown kid %s: the token was not signed by this agent's current keys",
-                      quote(q, k, kl));
+                      text_quote(q, k, kl));
     *ret_key = key;
     return 0;
 }
@@ -378,11 +340,11 @@ static int header_check(const json_t *header, const struct keyset *ks, const str
 /* "the token is for audience 'a'" or "... audiences 'a', 'b'", into buf. */
 static void aud_describe(const json_t *aud, char *buf, size_t len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     size_t o = 0;
     if (json_is_string(aud)) {
         (void)snprintf(buf, len, "audience '%s'",
-                       quote(q, json_string_value(aud), json_string_length(aud)));
+                       text_quote(q, json_string_value(aud), json_string_length(aud)));
         return;
     }
     o = (size_t)snprintf(buf, len, "audiences");
@@ -393,21 +355,21 @@ static void aud_describe(const json_t *aud, char *buf, size_t len)
             return;
         }
         o += (size_t)snprintf(buf + o, len - o, "%s '%s'", i ? "," : "",
-                              quote(q, json_string_value(v), json_string_length(v)));
+                              text_quote(q, json_string_value(v), json_string_length(v)));
     }
 }
 
 static int claims_aud(const json_t *claims, const char *audience, char *reason, size_t reason_len)
 {
-    char q[QUOTE_BUF];
-    char desc[5 * QUOTE_BUF + 64];
+    char q[TEXT_QUOTE_BUF];
+    char desc[5 * TEXT_QUOTE_BUF + 64];
     const json_t *aud = json_object_get(claims, "aud");
     size_t want = strlen(audience);
 
     if (!aud)
         return refuse(-EPERM, reason, reason_len,
                       "the token has no aud claim, so it is not meant for audience '%s'",
-                      quote(q, audience, want));
+                      text_quote(q, audience, want));
     if (json_is_string(aud)) {
         if (json_string_length(aud) == want && memcmp(json_string_value(aud), audience, want) == 0)
             return 0;
@@ -434,7 +396,7 @@ static int claims_aud(const json_t *claims, const char *audience, char *reason, 
     }
     aud_describe(aud, desc, sizeof(desc));
     return refuse(-EPERM, reason, reason_len, "the token is for %s, not '%s'", desc,
-                  quote(q, audience, want));
+                  text_quote(q, audience, want));
 }
 
 static int claims_times(const json_t *claims, int64_t now, int64_t *ret_exp, int64_t *ret_iat,
@@ -488,7 +450,7 @@ static int claims_check(const json_t *claims, const char *audience, const char *
                         size_t reason_len)
 {
     char err[256];
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     const json_t *sub = json_object_get(claims, "sub");
     int r;
 
@@ -501,7 +463,7 @@ static int claims_check(const json_t *claims, const char *audience, const char *
                                  sizeof(err)))
         return refuse(-EPERM, reason, reason_len,
                       "the token's sub '%s' is not a SPIFFE ID of trust domain '%s': %s",
-                      quote(q, json_string_value(sub), json_string_length(sub)), trust_domain, err);
+                      text_quote(q, json_string_value(sub), json_string_length(sub)), trust_domain, err);
     r = claims_aud(claims, audience, reason, reason_len);
     if (r < 0)
         return r;
@@ -512,12 +474,12 @@ static int claims_check(const json_t *claims, const char *audience, const char *
 static int part_json(const char *what, const uint8_t *buf, size_t len, json_t **ret, char *reason,
                      size_t reason_len)
 {
-    char q[QUOTE_BUF];
+    char q[TEXT_QUOTE_BUF];
     json_error_t e;
     json_t *v = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &e);
     if (!v)
         return refuse(-EINVAL, reason, reason_len, "the %s is not valid JSON: %s", what,
-                      quote(q, e.text, strlen(e.text)));
+                      text_quote(q, e.text, strlen(e.text)));
     if (!json_is_object(v)) {
         json_decref(v);
         return refuse(-EINVAL, reason, reason_len, "the %s is JSON but not an object", what);

@@ -1,6 +1,6 @@
-/* libsockid's admin API: registration entries, health and key rotation, on
- * the agent's admin socket. Same connection machinery as the workload API
- * (client.c), behind a type of its own. */
+/* libsockid's admin API: registration entries, health, key rotation, status
+ * and metrics, on the agent's admin socket. Same connection machinery as the
+ * workload API (client.c), behind a type of its own. */
 #include <sockid/client.h>
 
 #include <stdint.h>
@@ -502,6 +502,161 @@ int sockid_admin_rotate_key(struct sockid_admin *a, struct sockid_key_rotation *
     k = NULL;
 out:
     k = sockid_key_rotation_free(k);
+    sockid__admin__response__free_unpacked(resp, NULL);
+    return r;
+}
+
+/* ---- status and metrics ---- */
+
+struct sockid_status *sockid_status_free(struct sockid_status *s)
+{
+    if (!s)
+        return NULL;
+    free(s->version);
+    client_free_list(s->plugins, s->n_plugins);
+    free(s->active_kid);
+    for (size_t i = 0; s->requests && i < s->n_requests; i++)
+        free(s->requests[i].name);
+    free(s->requests);
+    for (size_t i = 0; s->refusals && i < s->n_refusals; i++)
+        free(s->refusals[i].name);
+    free(s->refusals);
+    free(s);
+    return NULL;
+}
+
+static int status_copy_counters(struct sockid_client *c, Sockid__Admin__Counter *const *in,
+                                size_t n, struct sockid_counter **ret, size_t *ret_n)
+{
+    struct sockid_counter *v = calloc(n > 0 ? n : 1, sizeof(*v));
+    if (!v)
+        return client_fail(c, SOCKID_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        v[i].name = strdup(in[i] && in[i]->name ? in[i]->name : "");
+        if (!v[i].name) {
+            for (size_t j = 0; j < i; j++)
+                free(v[j].name);
+            free(v);
+            return client_fail(c, SOCKID_ENOMEM, "out of memory");
+        }
+        v[i].value = in[i] ? in[i]->value : 0;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static void status_copy_latency(const Sockid__Admin__Latency *in, struct sockid_latency *out)
+{
+    *out = (struct sockid_latency){0};
+    if (!in)
+        return;
+    out->count = in->count;
+    out->sum_us = in->sum_us;
+    out->p50_us = in->p50_us;
+    out->p90_us = in->p90_us;
+    out->p99_us = in->p99_us;
+}
+
+int sockid_admin_status(struct sockid_admin *a, struct sockid_status **ret)
+{
+    if (!a)
+        return SOCKID_EUSAGE;
+    struct sockid_client *c = &a->conn;
+    c->message[0] = '\0';
+    if (!ret)
+        return client_fail(c, SOCKID_EUSAGE, "sockid_admin_status needs a result pointer");
+
+    Sockid__Admin__StatusRequest body = SOCKID__ADMIN__STATUS_REQUEST__INIT;
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_STATUS;
+    req.status = &body;
+    Sockid__Admin__Response *resp;
+    int r = admin_call(c, &req, SOCKID__ADMIN__RESPONSE__KIND_STATUS, &resp);
+    if (r < 0)
+        return r;
+
+    const Sockid__Admin__StatusResponse *in = resp->status;
+    struct sockid_status *s = calloc(1, sizeof(*s));
+    if (!s || !(s->version = strdup(in->version ? in->version : ""))) {
+        r = client_fail(c, SOCKID_ENOMEM, "out of memory");
+        goto out;
+    }
+    r = client_copy_list(c, in->plugins, in->n_plugins, "plugin name", &s->plugins, &s->n_plugins);
+    if (r == 0)
+        r = client_copy_bytes(c, &in->active_kid, "key id", &s->active_kid);
+    if (r == 0)
+        r = status_copy_counters(c, in->requests, in->n_requests, &s->requests, &s->n_requests);
+    if (r == 0)
+        r = status_copy_counters(c, in->refusals, in->n_refusals, &s->refusals, &s->n_refusals);
+    if (r < 0)
+        goto out;
+    s->uptime_ms = in->uptime_ms;
+    if (in->features) {
+        s->so_peerpidfd = in->features->so_peerpidfd ? 1 : 0;
+        s->pidfd_get_info = in->features->pidfd_get_info ? 1 : 0;
+        s->so_peergroups = in->features->so_peergroups ? 1 : 0;
+    }
+    s->entries = in->entries;
+    s->active_key_created_at = in->active_key_created_at;
+    s->active_key_age_seconds = in->active_key_age_seconds;
+    s->keys = in->keys;
+    s->event_loops = in->event_loops;
+    s->connections_open = in->connections_open;
+    s->connections_accepted = in->connections_accepted;
+    s->connections_rejected = in->connections_rejected;
+    s->tokens_signed = in->tokens_signed;
+    s->token_cache_hits = in->token_cache_hits;
+    status_copy_latency(in->request_latency, &s->request_latency);
+    status_copy_latency(in->attestation_latency, &s->attestation_latency);
+    *ret = s;
+    s = NULL;
+out:
+    s = sockid_status_free(s);
+    sockid__admin__response__free_unpacked(resp, NULL);
+    return r;
+}
+
+struct sockid_metrics *sockid_metrics_free(struct sockid_metrics *m)
+{
+    if (!m)
+        return NULL;
+    free(m->text);
+    free(m);
+    return NULL;
+}
+
+int sockid_admin_metrics(struct sockid_admin *a, struct sockid_metrics **ret)
+{
+    if (!a)
+        return SOCKID_EUSAGE;
+    struct sockid_client *c = &a->conn;
+    c->message[0] = '\0';
+    if (!ret)
+        return client_fail(c, SOCKID_EUSAGE, "sockid_admin_metrics needs a result pointer");
+
+    Sockid__Admin__MetricsRequest body = SOCKID__ADMIN__METRICS_REQUEST__INIT;
+    Sockid__Admin__Request req = SOCKID__ADMIN__REQUEST__INIT;
+    req.kind_case = SOCKID__ADMIN__REQUEST__KIND_METRICS;
+    req.metrics = &body;
+    Sockid__Admin__Response *resp;
+    int r = admin_call(c, &req, SOCKID__ADMIN__RESPONSE__KIND_METRICS, &resp);
+    if (r < 0)
+        return r;
+
+    struct sockid_metrics *m = calloc(1, sizeof(*m));
+    if (!m) {
+        r = client_fail(c, SOCKID_ENOMEM, "out of memory");
+        goto out;
+    }
+    r = client_copy_bytes(c, &resp->metrics->text, "metrics text", &m->text);
+    if (r < 0)
+        goto out;
+    m->len = resp->metrics->text.len;
+    *ret = m;
+    m = NULL;
+out:
+    m = sockid_metrics_free(m);
     sockid__admin__response__free_unpacked(resp, NULL);
     return r;
 }

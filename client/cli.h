@@ -116,5 +116,7 @@ int cmd_fetch(int argc, char **argv, struct cli_global *g);
 int cmd_bundle(int argc, char **argv, struct cli_global *g);
 int cmd_validate(int argc, char **argv, struct cli_global *g);
 int cmd_key(int argc, char **argv, struct cli_global *g);
+int cmd_status(int argc, char **argv, struct cli_global *g);
+int cmd_metrics(int argc, char **argv, struct cli_global *g);
 
 #endif

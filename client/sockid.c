@@ -13,6 +13,8 @@ static const struct cli_command commands[] = {
     {"health", cmd_health, "check that the agent answers, and show its version and features"},
     {"entry", cmd_entry, "register, list, show and delete entries (admin socket)"},
     {"key", cmd_key, "rotate the agent's signing key (admin socket)"},
+    {"status", cmd_status, "show what the agent is doing: counters, latency, keys (admin socket)"},
+    {"metrics", cmd_metrics, "print the agent's metrics as Prometheus text (admin socket)"},
 };
 
 enum { OPT_VERSION = CLI_OPT_FIRST_FREE };

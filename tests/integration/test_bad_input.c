@@ -326,13 +326,17 @@ static int whoami_ok(int fd, const char *what, size_t i)
 }
 
 /* Runs against its own agent, whose idle timeout is the default: the case
- * holds connections open between requests. */
+ * holds connections open between requests. One event loop, so that an
+ * answer on one connection proves the loop has seen an earlier close on
+ * another (with several loops the close may still be queued on another
+ * loop). */
 static void case_per_uid(const char *dir)
 {
     const char *what = "per-uid connection limit (max_connections_per_uid = 4)";
     char conf[H_PATH_MAX];
     char text[128];
-    (void)snprintf(text, sizeof(text), "[agent]\nmax_connections_per_uid = %d\n", PER_UID_LIMIT);
+    (void)snprintf(text, sizeof(text), "[agent]\nmax_connections_per_uid = %d\nworkers = 1\n",
+                   PER_UID_LIMIT);
     h_write_file(dir, "per-uid.conf", text, conf);
     static struct agent b;
     const char *const args[] = {"--config", conf, NULL};

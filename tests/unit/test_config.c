@@ -23,7 +23,8 @@
 
 #define KNOWN_KEYS                                                                                 \
     "socket, admin_socket, data_dir, trust_domain, plugin_dir, socket_mode, admin_socket_mode, "   \
-    "admin_uids, admin_gids, default_ttl, max_ttl, key_rotation, log_format, "                     \
+    "metrics_socket, metrics_socket_mode, admin_uids, admin_gids, default_ttl, max_ttl, "          \
+    "key_rotation, log_format, "                                                                   \
     "max_frame, request_memory, max_connections, max_connections_per_uid, frame_timeout_ms, "      \
     "idle_timeout_ms, attest_timeout_ms, workers, require_peer_pidfd"
 
@@ -798,7 +799,8 @@ static void test_set_errors(void **state)
     expect_set_error("bogus", "1",
                      "--bogus: not a configuration option; known ones are: --socket, "
                      "--admin-socket, --data-dir, --trust-domain, --plugin-dir, --socket-mode, "
-                     "--admin-socket-mode, --admin-uids, --admin-gids, --default-ttl, --max-ttl, "
+                     "--admin-socket-mode, --metrics-socket, --metrics-socket-mode, --admin-uids, "
+                     "--admin-gids, --default-ttl, --max-ttl, "
                      "--key-rotation, "
                      "--log-format, --max-frame, --request-memory, --max-connections, "
                      "--max-connections-per-uid, --frame-timeout-ms, --idle-timeout-ms, "
@@ -881,9 +883,53 @@ static void test_admin_and_ttl_keys(void **state)
     config_free(cfg);
 }
 
+/* metrics_socket is optional: unset or empty means none; otherwise an
+ * absolute socket path that differs from the other two sockets. */
+static void test_metrics_socket(void **state)
+{
+    (void)state;
+    struct config *cfg = new_config();
+    char err[CONFIG_ERR_MAX];
+    assert_null(cfg->metrics_socket_path);
+    assert_int_equal(cfg->metrics_socket_mode, 0600);
+
+    static const char on[] = "[agent]\nmetrics_socket = /run/sockid/metrics.sock\n"
+                             "metrics_socket_mode = 0660\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", on, sizeof(on) - 1, err, sizeof(err)), 0);
+    assert_string_equal(cfg->metrics_socket_path, "/run/sockid/metrics.sock");
+    assert_int_equal(cfg->metrics_socket_mode, 0660);
+
+    static const char off[] = "[agent]\nmetrics_socket =\n";
+    assert_int_equal(config_load_buffer(cfg, "t.conf", off, sizeof(off) - 1, err, sizeof(err)), 0);
+    assert_null(cfg->metrics_socket_path);
+
+    expect_error("[agent]\nmetrics_socket = metrics.sock\n",
+                 "t.conf:2: key 'metrics_socket': must be an absolute path (starting with '/'), "
+                 "or empty for none, got \"metrics.sock\"");
+    expect_error("[agent]\nsocket = /run/x.sock\nmetrics_socket = /run/x.sock\n",
+                 "t.conf:3: key 'metrics_socket': must differ from socket, both are "
+                 "\"/run/x.sock\"");
+    expect_error("[agent]\nmetrics_socket = /run/sockid/admin.sock\n",
+                 "t.conf:2: key 'metrics_socket': must differ from admin_socket, both are "
+                 "\"/run/sockid/admin.sock\"");
+
+    /* As a flag, and the empty flag turns it off again. */
+    assert_int_equal(config_set(cfg, "metrics-socket", "/tmp/m.sock", err, sizeof(err)), 0);
+    assert_string_equal(cfg->metrics_socket_path, "/tmp/m.sock");
+    assert_int_equal(config_set(cfg, "metrics_socket", "/run/sockid/agent.sock", err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "--metrics-socket: must differ from --socket, both are "
+                             "\"/run/sockid/agent.sock\"");
+    assert_string_equal(cfg->metrics_socket_path, "/tmp/m.sock"); /* unchanged */
+    assert_int_equal(config_set(cfg, "metrics_socket", "", err, sizeof(err)), 0);
+    assert_null(cfg->metrics_socket_path);
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics_socket),
         cmocka_unit_test(test_admin_and_ttl_keys),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_full_file),

@@ -298,6 +298,76 @@ SOCKID_API SOCKID_WUR int sockid_admin_rotate_key(struct sockid_admin *a,
                                                   struct sockid_key_rotation **ret);
 SOCKID_API struct sockid_key_rotation *sockid_key_rotation_free(struct sockid_key_rotation *k);
 
+/* What the agent is doing, as 'sockid status' shows it. Counters count
+ * since the agent started.
+ *
+ *     struct sockid_status *st;
+ *     r = sockid_admin_status(a, &st);
+ *     for (size_t i = 0; r == 0 && i < st->n_refusals; i++)
+ *         printf("%s %llu\n", st->refusals[i].name,
+ *                (unsigned long long)st->refusals[i].value);
+ *     st = sockid_status_free(st);
+ */
+struct sockid_counter {
+    char *name; /* stable snake_case: a request kind ("fetch_token") or a
+                   refusal reason ("no_identity") */
+    uint64_t value;
+};
+
+/* A percentile above the agent's largest latency bucket (1 s). */
+#define SOCKID_LATENCY_ABOVE_MAX UINT64_MAX
+
+/* A latency histogram, summarized. Percentiles are the upper bound of the
+ * histogram bucket they fall in, in microseconds: 0 when count is 0,
+ * SOCKID_LATENCY_ABOVE_MAX above the largest bucket. */
+struct sockid_latency {
+    uint64_t count;
+    uint64_t sum_us;
+    uint64_t p50_us;
+    uint64_t p90_us;
+    uint64_t p99_us;
+};
+
+struct sockid_status {
+    char *version;
+    uint64_t uptime_ms;
+    int so_peerpidfd;   /* 1 when the agent uses SO_PEERPIDFD */
+    int pidfd_get_info; /* 1 when the agent uses PIDFD_GET_INFO */
+    int so_peergroups;  /* 1 when the agent uses SO_PEERGROUPS */
+    size_t n_plugins;
+    char **plugins; /* attestor plugins loaded, by name */
+    uint64_t entries;
+    char *active_kid;              /* the signing key; "" when there is none */
+    int64_t active_key_created_at; /* unix seconds */
+    int64_t active_key_age_seconds;
+    unsigned keys; /* in the bundle: the active key and retired ones */
+    unsigned event_loops;
+    uint64_t connections_open; /* workload and admin connections */
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over a connection limit */
+    size_t n_requests;
+    struct sockid_counter *requests; /* served, by kind */
+    size_t n_refusals;
+    struct sockid_counter *refusals; /* refused, by reason */
+    uint64_t tokens_signed;
+    uint64_t token_cache_hits;
+    struct sockid_latency request_latency;     /* frame in to reply out */
+    struct sockid_latency attestation_latency; /* the attestor plugins' run */
+};
+
+SOCKID_API SOCKID_WUR int sockid_admin_status(struct sockid_admin *a, struct sockid_status **ret);
+SOCKID_API struct sockid_status *sockid_status_free(struct sockid_status *s);
+
+/* The same numbers in the Prometheus text exposition format (0.0.4), as
+ * the agent's optional metrics socket serves them. */
+struct sockid_metrics {
+    char *text; /* NUL-terminated; holds no other NUL */
+    size_t len;
+};
+
+SOCKID_API SOCKID_WUR int sockid_admin_metrics(struct sockid_admin *a, struct sockid_metrics **ret);
+SOCKID_API struct sockid_metrics *sockid_metrics_free(struct sockid_metrics *m);
+
 #ifdef __cplusplus
 }
 #endif
