@@ -178,7 +178,13 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
+        if (r == -ELOOP)
+            set_err(err, err_len,
+                    "attestor plugin %s is a symbolic link; install the file itself (the agent "
+                    "loads only files whose owner and mode it can check)",
+                    path);
+        else
+            set_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
         return r;
     }
     p.fd = fd;
