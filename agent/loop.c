@@ -46,6 +46,8 @@
 /* Tokens one event loop keeps signed and ready. */
 #define TOKEN_CACHE_SIZE 4096u
 #define EPOLL_BATCH 64
+/* How long a loop out of file descriptors stops accepting. */
+#define ACCEPT_PAUSE_MS 100u
 /* Metrics connections open at once; more are closed at accept. */
 #define METRICS_CONNS_MAX 16u
 /* Time a metrics client has to send its request head, and to take each
@@ -93,6 +95,8 @@ struct loop {
     struct token_cache *tokens;
     uint64_t next_sweep_ms;
     uint64_t next_watchdog_ms;
+    uint64_t accept_paused_until; /* out of fds: listening sockets unwatched */
+    uint64_t emfile_logged_ms;
     _Atomic uint64_t heartbeat_ms;
     struct stats stats;
 };
@@ -605,6 +609,38 @@ static int metrics_read(struct loop *l, struct conn *c)
     return status == 0 ? 0 : metrics_answer(l, c, status, head_only);
 }
 
+/* Watches or unwatches this loop's listening sockets. */
+static void watch_listeners(struct loop *l, bool on)
+{
+    struct server *s = l->srv;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tag_listen};
+    struct epoll_event aev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tag_admin};
+    struct epoll_event mev = {.events = EPOLLIN, .data.ptr = &tag_metrics};
+    int op = on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL;
+    (void)epoll_ctl(l->epfd, op, s->listen_fd, on ? &ev : NULL);
+    (void)epoll_ctl(l->epfd, op, s->admin_fd, on ? &aev : NULL);
+    if (l->index == 0 && s->metrics_fd >= 0)
+        (void)epoll_ctl(l->epfd, op, s->metrics_fd, on ? &mev : NULL);
+}
+
+/* accept() failed for want of file descriptors. The listening socket stays
+ * readable, so going on would spin: stop watching it for a moment (queued
+ * clients wait in the backlog), and say so once in a while, not per try. */
+static void accept_starved(struct loop *l, int err)
+{
+    uint64_t now = server_now_ms();
+    if (now - l->emfile_logged_ms >= 10000 || l->emfile_logged_ms == 0) {
+        log_error("cannot accept connections: %s; pausing accepts for %u ms (raise the file "
+                  "limit, e.g. LimitNOFILE=, or lower max_connections)",
+                  strerror(err), ACCEPT_PAUSE_MS);
+        l->emfile_logged_ms = now;
+    }
+    if (!l->accept_paused_until) {
+        watch_listeners(l, false);
+        l->accept_paused_until = now + ACCEPT_PAUSE_MS;
+    }
+}
+
 static void metrics_accept(struct loop *l)
 {
     for (int i = 0; i < ACCEPT_BURST; i++) {
@@ -612,7 +648,9 @@ static void metrics_accept(struct loop *l)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_starved(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 log_warn("accept on the metrics socket failed: %s", strerror(errno));
             return;
         }
@@ -652,7 +690,9 @@ static void accept_ready(struct loop *l, int listen_fd, bool admin)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_starved(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 log_warn("accept failed: %s", strerror(errno));
             return;
         }
@@ -731,7 +771,14 @@ int loop_run(struct loop *l)
     l->next_watchdog_ms = 0;
 
     while (!l->stopping || (l->n_conns > 0 && server_now_ms() < s->stop_deadline_ms)) {
-        int n = epoll_wait(l->epfd, events, EPOLL_BATCH, (int)interval);
+        int timeout = (int)interval;
+        if (l->accept_paused_until) {
+            uint64_t now = server_now_ms();
+            uint64_t left = l->accept_paused_until > now ? l->accept_paused_until - now : 0;
+            if (left < (uint64_t)timeout)
+                timeout = (int)left;
+        }
+        int n = epoll_wait(l->epfd, events, EPOLL_BATCH, timeout);
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait failed: %s", strerror(errno));
             return -errno;
@@ -775,6 +822,11 @@ int loop_run(struct loop *l)
         }
         uint64_t now = server_now_ms();
         atomic_store_explicit(&l->heartbeat_ms, now, memory_order_relaxed);
+        if (l->accept_paused_until && now >= l->accept_paused_until) {
+            l->accept_paused_until = 0;
+            if (!l->stopping)
+                watch_listeners(l, true);
+        }
         if (l->index == 0 && s->watchdog_us && now >= l->next_watchdog_ms) {
             feed_watchdog(l, now);
             l->next_watchdog_ms = now + interval;

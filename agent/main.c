@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,28 @@ static char *default_plugin_dir(void)
         return real;
     }
     return out;
+}
+
+/* Every connection is a file descriptor: take the hard limit as the soft
+ * one (the usual soft limit, 1024, is below the default max_connections),
+ * and say so when even that cannot hold max_connections. */
+static void raise_file_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Each connection holds its socket, a pidfd and a /proc dirfd. */
+    uint64_t need = (uint64_t)cfg->max_connections * 3u + 64u;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn("the file limit (%llu) cannot hold max_connections (%u, about %llu files); "
+                 "raise it (LimitNOFILE=, ulimit -n) or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, cfg->max_connections,
+                 (unsigned long long)need);
 }
 
 static int ensure_data_dir(const char *dir, char *err, size_t err_len)
@@ -236,6 +259,8 @@ int main(int argc, char **argv)
                  "its pid if that process started before the accept; use Linux 6.5+ or set "
                  "require_peer_pidfd to refuse to run like this");
     }
+
+    raise_file_limit(cfg);
 
     if (ensure_data_dir(cfg->data_dir, err, sizeof(err)) < 0) {
         log_error("%s", err);

@@ -6,7 +6,7 @@ SOCKID_DEPS_BUILD="cmake make gcc pkg-config libsodium-dev libprotobuf-c-dev pro
   libinih-dev libjansson-dev libsqlite3-dev libcgroup-dev libsystemd-dev"
 # What the test suite adds: clang with its sanitizer and libFuzzer runtimes,
 # cmocka, and the tools the integration tests drive.
-SOCKID_DEPS_TEST="clang libclang-rt-14-dev libcmocka-dev util-linux procps systemd cgroup-tools python3 python3-jwt
+SOCKID_DEPS_TEST="clang libclang-rt-14-dev libcmocka-dev util-linux procps systemd cgroup-tools groff-base python3 python3-jwt
   python3-cryptography python3-prometheus-client"
 
 deps_missing() {
