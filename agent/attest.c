@@ -403,6 +403,16 @@ static int emit_selector(void *opaque, const char *type, const char *key, const 
 int attest_run(const struct attest *set, struct sockid_peer *peer, uint32_t timeout_ms,
                struct selector_set *out, char *reason, size_t reason_len)
 {
+    uint32_t failed;
+    return attest_run_failed(set, peer, timeout_ms, out, &failed, reason, reason_len);
+}
+
+int attest_run_failed(const struct attest *set, struct sockid_peer *peer, uint32_t timeout_ms,
+                      struct selector_set *out, uint32_t *ret_failed, char *reason,
+                      size_t reason_len)
+{
+    _Static_assert(ATTEST_MAX_PLUGINS <= 32, "one bit per plugin in *ret_failed");
+    *ret_failed = 0;
     for (size_t i = 0; i < set->n; i++) {
         const struct plugin *p = &set->plugins[i];
         size_t mark = out->n;
@@ -418,6 +428,7 @@ int attest_run(const struct attest *set, struct sockid_peer *peer, uint32_t time
         /* A failed or late attestor contributes nothing, not even what it
          * emitted before failing. */
         selector_set_truncate(out, mark);
+        *ret_failed |= 1u << i;
         if (p->required) {
             if (late)
                 set_err(reason, reason_len, "required attestor %s did not finish within %u ms",

@@ -58,4 +58,13 @@ __attribute__((warn_unused_result)) int attest_run(const struct attest *set,
                                                    struct selector_set *out, char *reason,
                                                    size_t reason_len);
 
+/* The same, also setting bit i of *ret_failed for each attestor i that
+ * failed or ran late (required or not). */
+__attribute__((warn_unused_result)) int attest_run_failed(const struct attest *set,
+                                                          struct sockid_peer *peer,
+                                                          uint32_t timeout_ms,
+                                                          struct selector_set *out,
+                                                          uint32_t *ret_failed, char *reason,
+                                                          size_t reason_len);
+
 #endif

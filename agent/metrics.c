@@ -226,6 +226,12 @@ int metrics_render(const struct metrics_input *in, char **ret_text, size_t *ret_
     family(&t, "sockid_attestor_info", "gauge", "Attestor plugins loaded, by name; always 1.");
     for (size_t i = 0; i < in->n_plugins && i < METRICS_MAX_PLUGINS; i++)
         sample_labeled(&t, "sockid_attestor_info", "name", in->plugins[i], 1);
+    family(&t, "sockid_attestor_failures_total", "counter",
+           "Attestor calls that failed or ran past their deadline, by attestor; the request "
+           "went on without that attestor's selectors (or was refused, if it is required).");
+    for (size_t i = 0; i < in->n_plugins && i < METRICS_MAX_PLUGINS; i++)
+        sample_labeled(&t, "sockid_attestor_failures_total", "name", in->plugins[i],
+                       stats_get(&in->stats.attestor_failures[i]));
 
     single(&t, "sockid_event_loops", "gauge", "Event loops serving the sockets.", in->event_loops);
     single(&t, "sockid_entries", "gauge", "Registration entries.", in->entries);

@@ -26,6 +26,8 @@ void stats_accumulate(struct stats *out, const struct stats *in)
     add(&out->connections_open, &in->connections_open);
     add(&out->tokens_signed, &in->tokens_signed);
     add(&out->token_cache_hits, &in->token_cache_hits);
+    for (size_t i = 0; i < STATS_ATTESTORS_MAX; i++)
+        add(&out->attestor_failures[i], &in->attestor_failures[i]);
     add_histogram(&out->request_latency, &in->request_latency);
     add_histogram(&out->attest_latency, &in->attest_latency);
 }

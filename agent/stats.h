@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* As ATTEST_MAX_PLUGINS. */
+#define STATS_ATTESTORS_MAX 32u
+
 enum stats_request {
     STATS_REQ_WHOAMI,
     STATS_REQ_FETCH_TOKEN,
@@ -56,6 +59,9 @@ struct stats {
     _Atomic uint64_t connections_open;
     _Atomic uint64_t tokens_signed;
     _Atomic uint64_t token_cache_hits;
+    /* Attestor calls that failed or ran late, by plugin index (the order
+     * plugins were loaded); the request went on without their selectors. */
+    _Atomic uint64_t attestor_failures[STATS_ATTESTORS_MAX];
     struct stats_histogram request_latency;
     struct stats_histogram attest_latency;
 };

@@ -134,8 +134,14 @@ static bool attest_peer(struct workload_ctx *ctx, const struct workload_peer *wp
     peer_view(wp->peer, 0, &view);
     selector_set_clear(ctx->selectors);
     uint64_t t0 = monotonic_ns();
-    int r = attest_run(ctx->attest, &view, ctx->cfg->attest_timeout_ms, ctx->selectors, reason,
-                       sizeof(reason));
+    uint32_t failed = 0;
+    int r = attest_run_failed(ctx->attest, &view, ctx->cfg->attest_timeout_ms, ctx->selectors,
+                              &failed, reason, sizeof(reason));
+    /* An optional attestor that failed is not a refusal, but an operator
+     * must be able to see it: counted per plugin, in status and metrics. */
+    for (unsigned i = 0; failed && ctx->stats && i < STATS_ATTESTORS_MAX; i++)
+        if (failed & (1u << i))
+            stats_add(&ctx->stats->attestor_failures[i], 1);
     if (r == 0)
         r = peer_verify(wp->peer, ctx->features, reason, sizeof(reason));
     else

@@ -28,6 +28,7 @@ static void fixed_input(struct metrics_input *in)
     in->plugins[0] = "unix";
     in->plugins[1] = odd_plugin;
     in->n_plugins = 2;
+    atomic_store(&in->stats.attestor_failures[1], 5);
     in->entries = 3;
     strcpy(in->active_kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     in->active_key_created_at = 1700000000;
@@ -112,8 +113,11 @@ static void test_exact_lines(void **state)
     expect_line(t, "sockid_kernel_feature{feature=\"pidfd_get_info\"} 0");
     expect_line(t, "sockid_kernel_feature{feature=\"so_peergroups\"} 1");
     expect_line(t, "sockid_attestor_info{name=\"unix\"} 1");
+    expect_line(t, "# TYPE sockid_attestor_failures_total counter");
+    expect_line(t, "sockid_attestor_failures_total{name=\"unix\"} 0");
     /* we"ird\na<LF>me: quote, backslash and line feed escaped. */
     expect_line(t, "sockid_attestor_info{name=\"we\\\"ird\\\\na\\nme\"} 1");
+    expect_line(t, "sockid_attestor_failures_total{name=\"we\\\"ird\\\\na\\nme\"} 5");
     expect_line(t, "sockid_event_loops 4");
     expect_line(t, "sockid_entries 3");
     expect_line(t, "# TYPE sockid_signing_keys gauge");
@@ -244,7 +248,7 @@ static void test_structure(void **state)
         (void)strtod(p + 1, &end);
         assert_true(end > p + 1 && *end == '\0');
     }
-    assert_int_equal(families, 17);
+    assert_int_equal(families, 18);
     free(t);
 }
 
