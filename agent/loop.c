@@ -42,10 +42,10 @@
 #define RESPONSE_MAX (4u * 1024u * 1024u)
 /* Input buffer a connection starts with; grown to the announced frame. */
 #define CONN_IN_INITIAL 512u
-#define ACCEPT_BURST 64
+#define ACCEPT_BURST    64
 /* Tokens one event loop keeps signed and ready. */
 #define TOKEN_CACHE_SIZE 4096u
-#define EPOLL_BATCH 64
+#define EPOLL_BATCH      64
 /* How long a loop out of file descriptors stops accepting. */
 #define ACCEPT_PAUSE_MS 100u
 /* Metrics connections open at once; more are closed at accept. */
@@ -85,6 +85,7 @@ struct loop {
     struct arena arena;
     uint8_t *arena_buf;
     struct selector_set *selectors;
+    struct attest_cache *attest_cache;
     uint8_t *out_buf;
     size_t out_cap;
     struct workload_ctx wctx;
@@ -219,8 +220,7 @@ static int conn_reply(struct loop *l, struct conn *c, const ProtobufCMessage *re
 }
 
 /* Replies with an error outside of any request handler. */
-static int conn_reply_error(struct loop *l, struct conn *c, Sockid__ErrorCode code,
-                            const char *msg)
+static int conn_reply_error(struct loop *l, struct conn *c, Sockid__ErrorCode code, const char *msg)
 {
     arena_reset(&l->arena);
     if (c->admin) {
@@ -261,8 +261,7 @@ static void loop_refresh(struct loop *l)
     }
 }
 
-static int conn_handle_admin(struct loop *l, struct conn *c, const uint8_t *payload,
-                             uint32_t len)
+static int conn_handle_admin(struct loop *l, struct conn *c, const uint8_t *payload, uint32_t len)
 {
     Sockid__Admin__Response resp = SOCKID__ADMIN__RESPONSE__INIT;
     Sockid__Admin__Request *req = sockid__admin__request__unpack(&l->arena.allocator, len, payload);
@@ -318,8 +317,7 @@ static enum stats_request request_kind(const Sockid__Workload__Request *req)
     }
 }
 
-static int conn_handle_frame(struct loop *l, struct conn *c, const uint8_t *payload,
-                             uint32_t len)
+static int conn_handle_frame(struct loop *l, struct conn *c, const uint8_t *payload, uint32_t len)
 {
     uint64_t t0 = now_ns();
     arena_reset(&l->arena);
@@ -424,8 +422,8 @@ static int conn_read(struct loop *l, struct conn *c)
     size_t want = CONN_IN_INITIAL;
     if (c->in_len >= FRAME_HEADER_SIZE) {
         /* The header passed frame_parse's limit check in conn_process. */
-        uint32_t n = (uint32_t)c->in[0] << 24 | (uint32_t)c->in[1] << 16 |
-                     (uint32_t)c->in[2] << 8 | c->in[3];
+        uint32_t n = (uint32_t)c->in[0] << 24 | (uint32_t)c->in[1] << 16 | (uint32_t)c->in[2] << 8 |
+                     c->in[3];
         if (FRAME_HEADER_SIZE + (size_t)n > want)
             want = FRAME_HEADER_SIZE + (size_t)n;
     }
@@ -454,8 +452,8 @@ static int conn_read(struct loop *l, struct conn *c)
 static int conn_flush(struct loop *l, struct conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -501,10 +499,11 @@ static void reject(struct loop *l, int fd, bool admin, pid_t pid, uid_t uid, con
 static void conn_open(struct loop *l, int fd, bool admin)
 {
     struct server *s = l->srv;
-    struct ucred cred = {0};
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-        log_warn("cannot read SO_PEERCRED of a new connection: %s", strerror(errno));
+    /* Read once: the limits, the logs and the peer capture all use it. */
+    struct peer_cred cred;
+    int r = peer_read_cred(fd, &cred);
+    if (r < 0) {
+        log_warn("cannot read SO_PEERCRED of a new connection: %s", strerror(-r));
         (void)close(fd);
         return;
     }
@@ -525,8 +524,8 @@ static void conn_open(struct loop *l, int fd, bool admin)
     c->cred_pid = cred.pid;
     c->cred_uid = cred.uid;
     c->last_active_ms = server_now_ms();
-    int r = peer_capture(fd, &s->features, s->cfg->require_peer_pidfd, &c->peer,
-                         c->capture_reason, sizeof(c->capture_reason));
+    r = peer_capture(fd, &cred, &s->features, s->cfg->require_peer_pidfd, &c->peer,
+                     c->capture_reason, sizeof(c->capture_reason));
     if (r == 0) {
         c->captured = true;
     } else {
@@ -730,8 +729,8 @@ static void sweep(struct loop *l, uint64_t now)
 
 static uint32_t sweep_interval_ms(const struct config *cfg)
 {
-    uint32_t t = cfg->frame_timeout_ms < cfg->idle_timeout_ms ? cfg->frame_timeout_ms
-                                                              : cfg->idle_timeout_ms;
+    uint32_t t =
+        cfg->frame_timeout_ms < cfg->idle_timeout_ms ? cfg->frame_timeout_ms : cfg->idle_timeout_ms;
     t /= 4;
     return t < 10 ? 10 : t > 1000 ? 1000 : t;
 }
@@ -858,7 +857,7 @@ int loop_new(struct server *s, unsigned index, struct loop **ret)
     l->selectors = malloc(sizeof(*l->selectors));
     int r = -ENOMEM;
     if (l->epfd < 0 || !l->arena_buf || !l->selectors ||
-        token_cache_new(TOKEN_CACHE_SIZE, &l->tokens) < 0)
+        token_cache_new(TOKEN_CACHE_SIZE, &l->tokens) < 0 || attest_cache_new(&l->attest_cache) < 0)
         goto fail;
     arena_init(&l->arena, l->arena_buf, cfg->request_memory);
     selector_set_clear(l->selectors);
@@ -869,6 +868,7 @@ int loop_new(struct server *s, unsigned index, struct loop **ret)
         .started_ms = s->started_ms,
         .arena = &l->arena,
         .selectors = l->selectors,
+        .attest_cache = l->attest_cache,
         .tokens = l->tokens,
         .shared = &s->shared_tokens,
         .stats = &l->stats,
@@ -905,6 +905,7 @@ struct loop *loop_free(struct loop *l)
     entries_reader_release(&l->reader);
     keys_reader_release(&l->keys_reader);
     token_cache_free(l->tokens);
+    attest_cache_free(l->attest_cache);
     if (l->epfd >= 0)
         (void)close(l->epfd);
     free(l->arena_buf);

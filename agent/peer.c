@@ -52,9 +52,9 @@ struct peer_pidfd_info {
     uint32_t spare0[1];
 };
 _Static_assert(sizeof(struct peer_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0 is 64 bytes");
-#define PEER_PIDFD_GET_INFO _IOWR(0xFF, 11, struct peer_pidfd_info)
-#define PEER_PIDFD_INFO_PID (1ull << 0)
-#define PEER_PIDFD_INFO_CREDS (1ull << 1)
+#define PEER_PIDFD_GET_INFO      _IOWR(0xFF, 11, struct peer_pidfd_info)
+#define PEER_PIDFD_INFO_PID      (1ull << 0)
+#define PEER_PIDFD_INFO_CREDS    (1ull << 1)
 #define PEER_PIDFD_INFO_CGROUPID (1ull << 2)
 
 /* Kernel bound on supplementary groups (NGROUPS_MAX in linux/limits.h). */
@@ -100,6 +100,8 @@ void peer_probe(struct peer_features *ret)
         socklen_t len = sizeof(pidfd);
         if (getsockopt(sv[0], SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0) {
             f.peer_pidfd = true;
+            int fl = fcntl(pidfd, F_GETFD);
+            f.peer_pidfd_cloexec = fl >= 0 && (fl & FD_CLOEXEC);
             struct peer_pidfd_info info;
             f.pidfd_get_info = pidfd_get_info(pidfd, &info) == 0 && (pid_t)info.pid == getpid();
             (void)close(pidfd);
@@ -107,8 +109,8 @@ void peer_probe(struct peer_features *ret)
         gid_t groups[1];
         len = sizeof(groups);
         /* ERANGE also proves the option exists. */
-        f.peer_groups = getsockopt(sv[0], SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0 ||
-                        errno == ERANGE;
+        f.peer_groups =
+            getsockopt(sv[0], SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0 || errno == ERANGE;
         (void)close(sv[0]);
         (void)close(sv[1]);
     }
@@ -271,7 +273,8 @@ int peer_pidfd_fallback(pid_t pid, uint64_t accepted_boot_ns, int *ret_pidfd)
     if (r == 0) {
         long hz = sysconf(_SC_CLK_TCK);
         unsigned long long accepted_ticks =
-            (unsigned long long)(accepted_boot_ns / (1000000000ull / (uint64_t)(hz > 0 ? hz : 100)));
+            (unsigned long long)(accepted_boot_ns /
+                                 (1000000000ull / (uint64_t)(hz > 0 ? hz : 100)));
         /* Started after the connection was accepted: a newer process that
          * took the pid of the one that connected. */
         if (start > accepted_ticks)
@@ -309,31 +312,36 @@ static int capture_groups(int fd, struct peer *p)
     }
 }
 
-int peer_capture(int fd, const struct peer_features *features, bool require_pidfd,
-                 struct peer *ret, char *reason, size_t reason_len)
+int peer_read_cred(int fd, struct peer_cred *ret)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -errno;
+    if (len != sizeof(cred))
+        return -EIO;
+    *ret = (struct peer_cred){.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+    return 0;
+}
+
+int peer_capture(int fd, const struct peer_cred *cred, const struct peer_features *features,
+                 bool require_pidfd, struct peer *ret, char *reason, size_t reason_len)
 {
     uint64_t accepted = boottime_ns();
     struct peer p = {.pidfd = -1, .proc_fd = -1};
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
+    socklen_t len;
     int r;
 
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-        r = -errno;
-        set_reason(reason, reason_len, "cannot read the peer's credentials (SO_PEERCRED): %s",
-                   strerror(-r));
-        goto fail;
-    }
-    p.uid = cred.uid;
-    p.gid = cred.gid;
-    if (cred.pid <= 0) {
+    p.uid = cred->uid;
+    p.gid = cred->gid;
+    if (cred->pid <= 0) {
         r = -EPERM;
         set_reason(reason, reason_len,
                    "the peer is in a pid namespace the agent cannot see (pid 0); "
                    "run the agent in the workload's pid namespace or an ancestor of it");
         goto fail;
     }
-    p.pid = cred.pid;
+    p.pid = cred->pid;
 
     if (features->peer_groups) {
         r = capture_groups(fd, &p);
@@ -358,7 +366,8 @@ int peer_capture(int fd, const struct peer_features *features, bool require_pidf
             }
             goto fail;
         }
-        (void)fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
+        if (!features->peer_pidfd_cloexec)
+            (void)fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
     } else if (require_pidfd) {
         r = -ENOTSUP;
         set_reason(reason, reason_len,
@@ -368,8 +377,9 @@ int peer_capture(int fd, const struct peer_features *features, bool require_pidf
         p.weak = true;
         r = peer_pidfd_fallback(p.pid, accepted, &p.pidfd);
         if (r < 0) {
-            set_reason(reason, reason_len, "peer exited or its pid was reused before it could "
-                                           "be attested");
+            set_reason(reason, reason_len,
+                       "peer exited or its pid was reused before it could "
+                       "be attested");
             goto fail;
         }
     }
@@ -470,8 +480,7 @@ int peer_verify(const struct peer *peer, const struct peer_features *features, c
         return -ESRCH;
     }
     if (r < 0) {
-        set_reason(reason, reason_len, "cannot check the peer after attestation: %s",
-                   strerror(-r));
+        set_reason(reason, reason_len, "cannot check the peer after attestation: %s", strerror(-r));
         return r;
     }
     if (euid != peer->uid || egid != peer->gid) {

@@ -21,39 +21,59 @@
 
 #include <sockid/attestor.h>
 
-#define PEER_INIT {.pidfd = -1, .proc_fd = -1}
+#define PEER_INIT                                                                                  \
+    {                                                                                              \
+        .pidfd = -1, .proc_fd = -1                                                                 \
+    }
 
 /* What this kernel offers; probed once at startup. */
 struct peer_features {
-    bool peer_pidfd;    /* SO_PEERPIDFD (Linux 6.5+) */
+    bool peer_pidfd;     /* SO_PEERPIDFD (Linux 6.5+) */
     bool pidfd_get_info; /* PIDFD_GET_INFO ioctl (Linux 6.13+) */
-    bool peer_groups;   /* SO_PEERGROUPS (Linux 4.13+) */
+    bool peer_groups;    /* SO_PEERGROUPS (Linux 4.13+) */
+    /* SO_PEERPIDFD's fd comes close-on-exec (pidfd_prepare() opens it
+     * O_CLOEXEC in every kernel that has the option); when false, the
+     * agent sets the flag itself, one fcntl per connection. */
+    bool peer_pidfd_cloexec;
+};
+
+/* The kernel's connect-time credentials of a socket's peer (SO_PEERCRED). */
+struct peer_cred {
+    pid_t pid; /* 0 when the peer is in a pid namespace the agent cannot see */
+    uid_t uid;
+    gid_t gid;
 };
 
 struct peer {
-    pid_t pid;       /* in the agent's pid namespace */
-    uid_t uid;       /* connect-time effective uid */
-    gid_t gid;       /* connect-time effective gid */
+    pid_t pid;        /* in the agent's pid namespace */
+    uid_t uid;        /* connect-time effective uid */
+    gid_t gid;        /* connect-time effective gid */
     uint32_t *groups; /* connect-time supplementary gids */
     size_t n_groups;
     int pidfd;
-    int proc_fd;     /* /proc/<pid>, O_DIRECTORY */
+    int proc_fd;        /* /proc/<pid>, O_DIRECTORY */
     uint64_t cgroup_id; /* from PIDFD_GET_INFO; 0 if unknown */
-    bool weak;       /* pidfd came from pidfd_open(), not from the socket */
+    bool weak;          /* pidfd came from pidfd_open(), not from the socket */
 };
 
 /* Fills ret with what the running kernel supports, testing each interface
  * on a socketpair of our own. */
 void peer_probe(struct peer_features *ret);
 
-/* Captures the peer of connected socket fd. Returns 0, or:
+/* Reads SO_PEERCRED of connected socket fd. Returns 0 or a negative errno. */
+__attribute__((warn_unused_result)) int peer_read_cred(int fd, struct peer_cred *ret);
+
+/* Captures the peer of connected socket fd, whose SO_PEERCRED the caller
+ * read into cred (peer_read_cred: once per connection, as the kernel fixed
+ * it at connect()). Returns 0, or:
  *  -ESRCH   the peer has already exited (or was reaped);
  *  -EPERM   the peer is in a pid namespace the agent cannot see (pid 0);
  *  -ENOTSUP the kernel has no SO_PEERPIDFD and require_pidfd is set;
  *  another negative errno for system errors.
  * On failure writes a reason a person can act on into reason and leaves ret
  * untouched. */
-__attribute__((warn_unused_result)) int peer_capture(int fd, const struct peer_features *features,
+__attribute__((warn_unused_result)) int peer_capture(int fd, const struct peer_cred *cred,
+                                                     const struct peer_features *features,
                                                      bool require_pidfd, struct peer *ret,
                                                      char *reason, size_t reason_len);
 

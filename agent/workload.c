@@ -135,8 +135,8 @@ static bool attest_peer(struct workload_ctx *ctx, const struct workload_peer *wp
     selector_set_clear(ctx->selectors);
     uint64_t t0 = monotonic_ns();
     uint32_t failed = 0;
-    int r = attest_run_failed(ctx->attest, &view, ctx->cfg->attest_timeout_ms, ctx->selectors,
-                              &failed, reason, sizeof(reason));
+    int r = attest_run_failed(ctx->attest, &view, ctx->attest_cache, ctx->cfg->attest_timeout_ms,
+                              ctx->selectors, &failed, reason, sizeof(reason));
     /* An optional attestor that failed is not a refusal, but an operator
      * must be able to see it: counted per plugin, in status and metrics. */
     for (unsigned i = 0; failed && ctx->stats && i < STATS_ATTESTORS_MAX; i++)
@@ -150,13 +150,13 @@ static bool attest_peer(struct workload_ctx *ctx, const struct workload_peer *wp
         stats_observe(&ctx->stats->attest_latency, monotonic_ns() - t0);
     if (r < 0) {
         refuse(ctx, wp, req, resp,
-               r == -ESRCH                  ? SOCKID__ERROR_CODE__PEER_GONE
+               r == -ESRCH                   ? SOCKID__ERROR_CODE__PEER_GONE
                : r == -EPERM || r == -EACCES ? SOCKID__ERROR_CODE__PERMISSION_DENIED
-                                            : SOCKID__ERROR_CODE__INTERNAL,
-               r == -ESRCH   ? STATS_REF_PEER_GONE
-               : r == -EPERM ? STATS_REF_CREDENTIALS
+                                             : SOCKID__ERROR_CODE__INTERNAL,
+               r == -ESRCH    ? STATS_REF_PEER_GONE
+               : r == -EPERM  ? STATS_REF_CREDENTIALS
                : r == -EACCES ? STATS_REF_ATTESTOR
-                             : STATS_REF_INTERNAL,
+                              : STATS_REF_INTERNAL,
                reason);
         return false;
     }
@@ -370,8 +370,8 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
     char err[512];
     /* Arguments first: a malformed request costs no attestation. */
     if (f->n_audiences == 0 || f->n_audiences > TOKEN_MAX_AUDIENCES) {
-        (void)snprintf(err, sizeof(err), "ask for 1 to %u audiences, got %zu",
-                       TOKEN_MAX_AUDIENCES, f->n_audiences);
+        (void)snprintf(err, sizeof(err), "ask for 1 to %u audiences, got %zu", TOKEN_MAX_AUDIENCES,
+                       f->n_audiences);
         invalid(ctx, resp, "%s", err);
         return;
     }
@@ -385,8 +385,7 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
         char why[128];
         aud[i] = arena_str(ctx, &f->audiences[i]);
         if (!aud[i] || !token_audience_valid(aud[i], f->audiences[i].len, why, sizeof(why))) {
-            invalid(ctx, resp, "audience %zu: %s",
-                           i + 1, aud[i] ? why : "holds a NUL byte");
+            invalid(ctx, resp, "audience %zu: %s", i + 1, aud[i] ? why : "holds a NUL byte");
             return;
         }
         key_len += f->audiences[i].len + 1;
@@ -394,11 +393,9 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
     const char *want = NULL;
     if (f->spiffe_id.len) {
         want = arena_str(ctx, &f->spiffe_id);
-        if (!want ||
-            !entries_spiffe_id_valid(want, f->spiffe_id.len, ctx->cfg->trust_domain, err,
-                                     sizeof(err))) {
-            invalid(ctx, resp, "%s",
-                           want ? err : "the SPIFFE ID holds a NUL byte");
+        if (!want || !entries_spiffe_id_valid(want, f->spiffe_id.len, ctx->cfg->trust_domain, err,
+                                              sizeof(err))) {
+            invalid(ctx, resp, "%s", want ? err : "the SPIFFE ID holds a NUL byte");
             return;
         }
     }
@@ -469,8 +466,8 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
             return;
         }
         sockid__workload__token__init(t);
-        t->spiffe_id = (ProtobufCBinaryData){.len = strlen(e->spiffe_id),
-                                             .data = (uint8_t *)e->spiffe_id};
+        t->spiffe_id =
+            (ProtobufCBinaryData){.len = strlen(e->spiffe_id), .data = (uint8_t *)e->spiffe_id};
         t->token = (ProtobufCBinaryData){.len = strlen(tok), .data = (uint8_t *)tok};
         t->expires_at = exp;
         toks[count++] = t;
@@ -479,8 +476,8 @@ static void handle_fetch_token(struct workload_ctx *ctx, const struct workload_p
         if (denied_aud_for)
             describe_audience_denial(denied_aud_for, aud, n_aud, err, sizeof(err));
         else if (want)
-            (void)snprintf(err, sizeof(err),
-                           "permission denied: this process has no identity %s", want);
+            (void)snprintf(err, sizeof(err), "permission denied: this process has no identity %s",
+                           want);
         else
             (void)snprintf(err, sizeof(err), "permission denied: no identity for this process");
         refuse(ctx, wp, req, resp, SOCKID__ERROR_CODE__PERMISSION_DENIED, STATS_REF_NO_IDENTITY,
@@ -519,8 +516,7 @@ static void handle_validate(struct workload_ctx *ctx, const Sockid__Workload__Re
     }
     const char *aud = arena_str(ctx, &v->audience);
     if (!aud || !token_audience_valid(aud, v->audience.len, why, sizeof(why))) {
-        invalid(ctx, resp, "audience: %s",
-                       aud ? why : "holds a NUL byte");
+        invalid(ctx, resp, "audience: %s", aud ? why : "holds a NUL byte");
         return;
     }
     struct token_claims *claims = NULL;

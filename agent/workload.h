@@ -35,6 +35,7 @@ struct workload_ctx {
     uint64_t started_ms; /* agent start, CLOCK_MONOTONIC */
     struct arena *arena; /* response memory; reset by the caller per request */
     struct selector_set *selectors; /* scratch */
+    struct attest_cache *attest_cache; /* proc_read's files for one request */
     const struct entries_snapshot *entries; /* current for this request */
     const struct keyset *keyset;            /* current for this request */
     struct token_cache *tokens;             /* this loop's cache */

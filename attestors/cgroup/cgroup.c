@@ -113,7 +113,7 @@ static int cgroup_plugin_attest(void *vstate, const struct sockid_peer *peer, so
     struct cgpath_table *t = NULL;
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < sizeof(*peer))
+    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN)
         return -EINVAL;
     r = cgread_peer(peer, &state->mount, &t);
     if (r < 0)

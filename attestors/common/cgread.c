@@ -122,6 +122,7 @@ void cgread_mount_find(const char *hint, struct cgread_mount *ret)
     ret->fd = -1;
     ret->dev = 0;
     ret->root[0] = '\0';
+    ret->verified = NULL;
     f = fopen("/proc/self/mountinfo", "re");
     if (!f)
         return;
@@ -156,14 +157,20 @@ void cgread_mount_find(const char *hint, struct cgread_mount *ret)
     }
     free(line);
     (void)fclose(f);
+    /* Without the cache every check is made again: slower, never wrong. */
+    if (ret->fd >= 0 && kvcache_new(CGREAD_VERIFIED_SLOTS, KVCACHE_VALUE_MAX, &ret->verified) < 0)
+        ret->verified = NULL;
 }
 
 void cgread_mount_close(struct cgread_mount *m)
 {
-    if (m && m->fd >= 0) {
+    if (!m)
+        return;
+    if (m->fd >= 0) {
         (void)close(m->fd);
         m->fd = -1;
     }
+    m->verified = kvcache_free(m->verified);
 }
 
 /* ---- the peer's cgroup file ---- */
@@ -204,7 +211,31 @@ static bool cgread_rel_plain(const char *rel)
 /* The cgroup id is the inode number of the cgroup's directory in the cgroup2
  * filesystem. A process that moved to another cgroup between connect() and
  * now shows a path whose directory has another inode (or none, if the old
- * one was removed): what it says now is not what it was when it connected. */
+ * one was removed): what it says now is not what it was when it connected.
+ *
+ * A pair (id, path) that passed is remembered in m->verified, and the same
+ * pair later passes without the fstatat. That is sound because the pair's
+ * truth cannot change:
+ *  - a cgroup id is never given to another cgroup: it is the 64-bit kernfs
+ *    node id, allocated increasing (idr_alloc_cyclic for the low 32 bits, a
+ *    generation counted up on each wrap for the high 32), so no later
+ *    cgroup has this id;
+ *  - a cgroup2 directory cannot be renamed: the cgroup2 filesystem offers
+ *    kernfs no rename operation, and rename(2) fails with EPERM even for
+ *    root (only v1 hierarchies allow it; test_cgpath checks both). So the
+ *    cgroup with this id had this path for its whole life.
+ * The peer was in cgroup `id` when it connected (the kernel said so), so it
+ * was at this path then. The file now says it is at this path. The one
+ * case the fstatat refused and the cache passes is a peer that left `id`,
+ * whose old cgroup was then removed and created again under the same name,
+ * and that moved into the new one: its selectors are then exactly those it
+ * had when it connected, which is what the check exists to guarantee. A
+ * peer that moved anywhere else shows another path, a pair not in the
+ * cache, and is checked again. Were a rename ever allowed, the renamed
+ * cgroup's (id, new path) would likewise be a new pair, checked again;
+ * (id, old path) could then pass only for a process that is at the old
+ * path now and was in `id` at connect. Only pairs that passed are kept,
+ * never failures. */
 static int cgread_check_id(const struct cgread_mount *m, const struct cgpath_table *t,
                            uint64_t cgroup_id)
 {
@@ -227,10 +258,39 @@ static int cgread_check_id(const struct cgread_mount *m, const struct cgpath_tab
         return -EXDEV;
     if (!cgread_rel_plain(rel))
         return -EXDEV;
+    size_t rel_len = strlen(rel);
+    char seen[KVCACHE_VALUE_MAX + 1];
+    size_t seen_len;
+    if (kvcache_get(m->verified, cgroup_id, 0, seen, sizeof(seen), &seen_len) &&
+        seen_len == rel_len && memcmp(seen, rel, rel_len) == 0)
+        return 0;
     if (fstatat(m->fd, *rel ? rel : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT || errno == ENOTDIR ? -ESTALE : -errno;
     if (!S_ISDIR(st.st_mode) || st.st_dev != m->dev || (uint64_t)st.st_ino != cgroup_id)
         return -ESTALE;
+    /* Longer paths are not kept; they are checked every time. */
+    kvcache_put(m->verified, cgroup_id, rel, rel_len, KVCACHE_NEVER);
+    return 0;
+}
+
+/* Parses text (the whole cgroup file) into a table of its own and checks
+ * the v2 path against the peer's cgroup id. */
+static int cgread_parse_checked(const struct sockid_peer *peer, const struct cgread_mount *m,
+                                const char *text, size_t len, struct cgpath_table **ret)
+{
+    struct cgpath_table *t = malloc(sizeof(*t));
+    int r;
+
+    if (!t)
+        return -ENOMEM;
+    r = cgpath_parse(text, len, t);
+    if (r == 0)
+        r = cgread_check_id(m, t, peer->cgroup_id);
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    *ret = t;
     return 0;
 }
 
@@ -239,12 +299,20 @@ int cgread_peer(const struct sockid_peer *peer, const struct cgread_mount *m,
 {
     char stack_buf[CGREAD_STACK_BYTES];
     char *buf = stack_buf, *heap = NULL;
-    struct cgpath_table *t = NULL;
     size_t len = 0;
     int fd, r;
 
     if (!peer || !ret)
         return -EINVAL;
+    /* One read per request for all the attestors that need this file. */
+    if (SOCKID_PEER_HAS(peer, proc_read) && peer->proc_read) {
+        const char *text;
+        r = peer->proc_read(peer, "cgroup", &text, &len);
+        if (r < 0)
+            return r;
+        return cgread_parse_checked(peer, m, text, len, ret);
+    }
+    /* An agent without proc_read, or a view built without it. */
     fd = openat(peer->proc_dirfd, "cgroup", O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return -errno;
@@ -266,22 +334,8 @@ int cgread_peer(const struct sockid_peer *peer, const struct cgread_mount *m,
     }
     if (r < 0)
         goto out;
-
-    t = malloc(sizeof(*t));
-    if (!t) {
-        r = -ENOMEM;
-        goto out;
-    }
-    r = cgpath_parse(buf, len, t);
-    if (r < 0)
-        goto out;
-    r = cgread_check_id(m, t, peer->cgroup_id);
-    if (r < 0)
-        goto out;
-    *ret = t;
-    t = NULL;
+    r = cgread_parse_checked(peer, m, buf, len, ret);
 out:
-    free(t);
     free(heap);
     (void)close(fd);
     return r;

@@ -12,17 +12,23 @@
 #include <sockid/attestor.h>
 
 #include "cgpath.h"
+#include "kvcache.h"
 
 #define CGREAD_ROOT_MAX 4096u
+/* Cgroup ids whose path was checked, kept per mount (see cgread.c). */
+#define CGREAD_VERIFIED_SLOTS 128u
 
 /* The agent's cgroup2 mount: an O_PATH fd on its mount point and the cgroup
  * it shows there (its root as /proc/self/mountinfo writes it, "/" unless it
  * is a bind mount of a subtree). fd is -1 when the agent sees no cgroup2
- * mount. */
+ * mount. verified holds the (cgroup id, path) pairs already checked under
+ * it; NULL when there is no mount or no memory for it (then every check
+ * is made again). */
 struct cgread_mount {
     int fd;
     dev_t dev;
     char root[CGREAD_ROOT_MAX];
+    struct kvcache *verified;
 };
 
 /* Finds the cgroup2 mount in the agent's own /proc/self/mountinfo (never a
@@ -33,9 +39,11 @@ struct cgread_mount {
 void cgread_mount_find(const char *hint, struct cgread_mount *ret);
 void cgread_mount_close(struct cgread_mount *m);
 
-/* Reads and parses the peer's cgroup file through peer->proc_dirfd, then,
- * when the kernel gave a cgroup id (peer->cgroup_id != 0) and the file has a
- * v2 line, checks that the v2 path names that very cgroup under m. Returns 0
+/* Reads and parses the peer's cgroup file (through the host's proc_read,
+ * which reads it once per request for every attestor, or through
+ * peer->proc_dirfd when the host has none), then, when the kernel gave a
+ * cgroup id (peer->cgroup_id != 0) and the file has a v2 line, checks that
+ * the v2 path names that very cgroup under m. Returns 0
  * and a table in *ret (free() it); the errors of cgpath_parse; -ESTALE when
  * the v2 path names another cgroup than the id (the process moved since it
  * connected) or none; -ENODEV when the check cannot be made because the

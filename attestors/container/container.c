@@ -61,7 +61,7 @@ static int container_attest(void *vstate, const struct sockid_peer *peer, sockid
     struct cgpath_container c;
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < sizeof(*peer))
+    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN)
         return -EINVAL;
     r = cgread_peer(peer, &state->mount, &t);
     if (r < 0)

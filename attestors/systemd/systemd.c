@@ -61,7 +61,7 @@ static int systemd_attest(void *vstate, const struct sockid_peer *peer, sockid_e
     struct cgpath_systemd sd;
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < sizeof(*peer))
+    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN)
         return -EINVAL;
     r = cgread_peer(peer, &state->mount, &t);
     if (r < 0)

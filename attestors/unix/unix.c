@@ -11,6 +11,12 @@
  * the call and the next call for the same file goes on from there, so a large
  * binary costs its first few requests a timeout instead of stalling a worker.
  *
+ * User and group names are cached (UNIX_NAMES_SLOTS ids, each for
+ * UNIX_NAMES_TTL_NS, "no such name" included): glibc's NSS reopens and
+ * rereads /etc/passwd or /etc/group on every lookup, six system calls
+ * each. So a name changed in the user database reaches the selectors up to
+ * that long later; the ids, which entries should prefer, are never cached.
+ *
  * Every selector is additive: one that cannot be produced faithfully is left
  * out, which can only make fewer entries match. */
 #define _GNU_SOURCE
@@ -34,6 +40,8 @@
 
 #include <sockid/attestor.h>
 
+#include "kvcache.h"
+
 #define UNIX_TYPE                     "unix"
 #define UNIX_SHA256_MAX_BYTES_DEFAULT (UINT64_C(256) << 20)
 #define UNIX_CACHE_ENTRIES            64u
@@ -41,6 +49,11 @@
 #define UNIX_NSS_BUF_MAX              (1u << 20) /* a group listing thousands of members */
 #define UNIX_HASH_CHUNK               (64u << 10)
 #define UNIX_DELETED_SUFFIX           " (deleted)"
+/* The name cache: ids kept, how long, and the longest name kept (longer
+ * ones are looked up every time). */
+#define UNIX_NAMES_SLOTS    256u
+#define UNIX_NAMES_TTL_NS   (UINT64_C(10) * 1000000000u)
+#define UNIX_NAMES_NAME_MAX 128u
 
 /* What identifies one version of a file's contents: the inode, and the size
  * and timestamps that any write changes. ctime cannot be set from user space,
@@ -75,6 +88,7 @@ struct unix_state {
     pthread_mutex_t lock; /* guards clock and cache */
     uint64_t clock;
     struct unix_cache_entry cache[UNIX_CACHE_ENTRIES];
+    struct kvcache *names; /* user and group names, lock-free for readers */
 };
 
 /* The executable the kernel mapped for the peer. */
@@ -183,8 +197,14 @@ static int unix_init(const struct sockid_attestor_config *config, void **ret_sta
     state = calloc(1, sizeof(*state));
     if (!state)
         return unix_fail(err, err_len, -ENOMEM, "out of memory");
+    r = kvcache_new(UNIX_NAMES_SLOTS, UNIX_NAMES_NAME_MAX, &state->names);
+    if (r < 0) {
+        free(state);
+        return unix_fail(err, err_len, r, "cannot create the name cache");
+    }
     r = pthread_mutex_init(&state->lock, NULL);
     if (r) {
+        kvcache_free(state->names);
         free(state);
         return unix_fail(err, err_len, -r, "cannot create the hash cache's lock");
     }
@@ -200,15 +220,22 @@ static void unix_fini(void *vstate)
     if (!state)
         return;
     (void)pthread_mutex_destroy(&state->lock);
+    kvcache_free(state->names);
     free(state);
 }
 
-/* A failure of emit() is the attestation's failure. */
+/* A failure of emit() is the attestation's failure. Decimal without leading
+ * zeros, as "%u" writes it (without snprintf's cost, on every request). */
 static int unix_emit_u32(sockid_emit_fn emit, void *emit_ctx, const char *key, uint32_t v)
 {
     char buf[sizeof("4294967295")];
-    (void)snprintf(buf, sizeof(buf), "%" PRIu32, v);
-    int r = emit(emit_ctx, UNIX_TYPE, key, buf);
+    char *p = buf + sizeof(buf) - 1;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    int r = emit(emit_ctx, UNIX_TYPE, key, p);
     return r < 0 ? r : 0;
 }
 
@@ -229,9 +256,19 @@ static bool unix_nss_not_found(int r)
     return r == 0 || r == ENOENT || r == ESRCH || r == EBADF || r == EPERM;
 }
 
+static uint64_t unix_now_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
 /* Emits unix:user:NAME (is_group false) or unix:group:NAME for id. No entry,
- * or one too large for UNIX_NSS_BUF_MAX, yields no selector. */
-static int unix_emit_nss_name(bool is_group, uint32_t id, sockid_emit_fn emit, void *emit_ctx)
+ * or one too large for UNIX_NSS_BUF_MAX, yields no selector. Answers,
+ * "no entry" included, are kept in state->names for UNIX_NAMES_TTL_NS;
+ * errors are not. */
+static int unix_emit_nss_name(struct unix_state *state, bool is_group, uint32_t id,
+                              sockid_emit_fn emit, void *emit_ctx)
 {
     char stack_buf[UNIX_NSS_BUF_START];
     char *buf = stack_buf, *heap = NULL;
@@ -239,8 +276,16 @@ static int unix_emit_nss_name(bool is_group, uint32_t id, sockid_emit_fn emit, v
     const char *name = NULL;
     struct passwd pw, *pw_res;
     struct group gr, *gr_res;
+    const char *key = is_group ? "group" : "user";
+    uint64_t cache_key = (uint64_t)is_group << 32 | id;
+    uint64_t now = unix_now_ns();
+    char cached[UNIX_NAMES_NAME_MAX + 1];
+    size_t cached_len;
     int r;
 
+    /* An empty name stands for "no such entry": names are never empty. */
+    if (kvcache_get(state->names, cache_key, now, cached, sizeof(cached), &cached_len))
+        return cached_len ? unix_emit_foreign(emit, emit_ctx, key, cached) : 0;
     for (;;) {
         pw_res = NULL;
         gr_res = NULL;
@@ -270,8 +315,11 @@ static int unix_emit_nss_name(bool is_group, uint32_t id, sockid_emit_fn emit, v
     }
 
     r = 0;
-    if (name && *name)
-        r = unix_emit_foreign(emit, emit_ctx, is_group ? "group" : "user", name);
+    if (!name || !*name)
+        name = "";
+    kvcache_put(state->names, cache_key, name, strlen(name), now + UNIX_NAMES_TTL_NS);
+    if (*name)
+        r = unix_emit_foreign(emit, emit_ctx, key, name);
 out:
     free(heap);
     return r;
@@ -408,13 +456,6 @@ static void unix_cache_put(struct unix_state *state, const struct unix_cache_key
     (void)pthread_mutex_unlock(&state->lock);
 }
 
-static uint64_t unix_now_ns(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
 /* Continues h over fd up to size bytes. Returns 0 when complete,
  * -ETIMEDOUT at deadline_ns (h holds the progress), -ESTALE when the file
  * turned out shorter than size (it changed), or the read error. */
@@ -503,7 +544,7 @@ static int unix_attest(void *vstate, const struct sockid_peer *peer, sockid_emit
     struct unix_exe exe = {.fd = -1};
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < sizeof(*peer) ||
+    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN ||
         (peer->n_groups && !peer->groups))
         return -EINVAL;
 
@@ -513,10 +554,10 @@ static int unix_attest(void *vstate, const struct sockid_peer *peer, sockid_emit
     r = unix_emit_u32(emit, emit_ctx, "gid", peer->gid);
     if (r < 0)
         goto out;
-    r = unix_emit_nss_name(false, peer->uid, emit, emit_ctx);
+    r = unix_emit_nss_name(state, false, peer->uid, emit, emit_ctx);
     if (r < 0)
         goto out;
-    r = unix_emit_nss_name(true, peer->gid, emit, emit_ctx);
+    r = unix_emit_nss_name(state, true, peer->gid, emit, emit_ctx);
     if (r < 0)
         goto out;
     for (size_t i = 0; i < peer->n_groups; i++) {

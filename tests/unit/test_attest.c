@@ -472,6 +472,174 @@ static void test_concurrent_runs(void **state)
     }
 }
 
+/* ---- proc_read: one read per request for every attestor --------------------- */
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+    char path[700];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+/* A directory standing in for /proc/<pid>, whose files the test controls. */
+static int fake_proc(struct fx *fx)
+{
+    const char *dir = fx_tmpdir(fx);
+    int fd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    close(fx->proc_dirfd);
+    fx->proc_dirfd = fd;
+    fx->peer.proc_dirfd = fd;
+    return fd;
+}
+
+static int run_cached(struct fx *fx, struct attest_cache *cache)
+{
+    uint32_t failed = 0;
+    fx->err[0] = '\0';
+    selector_set_clear(fx->out);
+    return attest_run_failed(fx->set, &fx->peer, cache, 1000, fx->out, &failed, fx->err,
+                             sizeof(fx->err));
+}
+
+static void test_proc_read_once_per_request(void **state)
+{
+    struct fx *fx = *state;
+    struct attest_cache *cache = NULL;
+    assert_int_equal(attest_cache_new(&cache), 0);
+    fake_proc(fx);
+    write_file(fx->tmpdir, "cgroup", "0::/first\n", 10);
+    load_ok(fx, PLUGIN("plugin_procread"));
+
+    /* The plugin reads "cgroup" twice through the host: the same bytes at the
+     * same address. */
+    assert_int_equal(run_cached(fx, cache), 0);
+    assert_true(selector_set_contains(fx->out, "procread:via:host"));
+    assert_true(selector_set_contains(fx->out, "procread:twice:same"));
+    assert_true(selector_set_contains(fx->out, "procread:line:0::/first"));
+    assert_non_null(fx->peer.proc_read);
+
+    /* Within the request, the file is not read again: what it says now is
+     * not seen, so every attestor of one request sees one version. */
+    write_file(fx->tmpdir, "cgroup", "0::/second\n", 11);
+    const char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "cgroup", &data, &len), 0);
+    assert_int_equal(len, 10);
+    assert_string_equal(data, "0::/first\n");
+
+    /* The next request reads it again and gets the new truth. */
+    assert_int_equal(run_cached(fx, cache), 0);
+    assert_true(selector_set_contains(fx->out, "procread:line:0::/second"));
+    assert_false(selector_set_contains(fx->out, "procread:line:0::/first"));
+
+    /* Without a cache (an older agent's view), the plugin reads through
+     * proc_dirfd itself. */
+    assert_int_equal(run_cached(fx, NULL), 0);
+    assert_null(fx->peer.proc_read);
+    assert_true(selector_set_contains(fx->out, "procread:via:dirfd"));
+    assert_true(selector_set_contains(fx->out, "procread:line:0::/second"));
+
+    /* A view from an agent that predates proc_read: struct_size says the
+     * field is not there, so the plugin does not look at it. */
+    fx->peer.struct_size = (uint32_t)SOCKID_PEER_SIZE_MIN;
+    fx->peer.proc_read = NULL;
+    assert_int_equal(run_cached(fx, cache), 0);
+    assert_true(selector_set_contains(fx->out, "procread:via:dirfd"));
+    attest_cache_free(cache);
+}
+
+static void test_proc_read_refusals(void **state)
+{
+    struct fx *fx = *state;
+    struct attest_cache *cache = NULL;
+    assert_int_equal(attest_cache_new(&cache), 0);
+    fake_proc(fx);
+    write_file(fx->tmpdir, "cgroup", "0::/\n", 4);
+    write_file(fx->tmpdir, "status", "Name:\tx\n", 8);
+    char link[700];
+    (void)snprintf(link, sizeof(link), "%s/exe", fx->tmpdir);
+    assert_int_equal(symlink("cgroup", link), 0);
+    load_ok(fx, PLUGIN("plugin_good"));
+    /* The good plugin stats "status" through the dirfd: it is there. */
+    assert_int_equal(run_cached(fx, cache), 0);
+
+    const char *data = (const char *)0x1;
+    size_t len = 7;
+    static const char *const bad[] = {
+        "",        ".",
+        "..",      "../cgroup",
+        "a/b",     "/etc/passwd",
+        "cgroup/", "Cgroup",
+        "cg roup", "0123456789abcdef0123456789abcdef0", /* 33 characters */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(fx->peer.proc_read(&fx->peer, bad[i], &data, &len), -EINVAL);
+        assert_ptr_equal(data, (const char *)0x1); /* written only on success */
+        assert_int_equal(len, 7);
+    }
+    assert_int_equal(fx->peer.proc_read(&fx->peer, NULL, &data, &len), -EINVAL);
+    assert_int_equal(fx->peer.proc_read(NULL, "cgroup", &data, &len), -EINVAL);
+    /* Symbolic links are not followed (exe, cwd, root in a real /proc). */
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "exe", &data, &len), -ELOOP);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "missing", &data, &len), -ENOENT);
+    /* A failure is not kept: once the file is there, it is read. */
+    write_file(fx->tmpdir, "missing", "here\n", 5);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "missing", &data, &len), 0);
+    assert_string_equal(data, "here\n");
+    /* 32 characters is the longest name. */
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "0123456789abcdef0123456789abcdef", &data, &len),
+                     -ENOENT);
+    attest_cache_free(cache);
+}
+
+static void test_proc_read_bounds(void **state)
+{
+    struct fx *fx = *state;
+    struct attest_cache *cache = NULL;
+    assert_int_equal(attest_cache_new(&cache), 0);
+    fake_proc(fx);
+    char *big = malloc(SOCKID_PROC_READ_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'x', SOCKID_PROC_READ_MAX + 1);
+    write_file(fx->tmpdir, "atmax", big, SOCKID_PROC_READ_MAX);
+    write_file(fx->tmpdir, "over", big, SOCKID_PROC_READ_MAX + 1);
+    free(big);
+    write_file(fx->tmpdir, "empty", "", 0);
+    for (int i = 0; i < 4; i++) {
+        char name[8];
+        (void)snprintf(name, sizeof(name), "f%d", i);
+        write_file(fx->tmpdir, name, "x\n", 2);
+    }
+    assert_int_equal(run_cached(fx, cache), 0); /* no plugin: only resets */
+
+    const char *data;
+    size_t len;
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "atmax", &data, &len), 0);
+    assert_int_equal(len, SOCKID_PROC_READ_MAX);
+    assert_int_equal(data[len], '\0');
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "over", &data, &len), -E2BIG);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "empty", &data, &len), 0);
+    assert_int_equal(len, 0);
+    assert_string_equal(data, "");
+    /* Two names kept so far; two more fit, a fifth distinct one does not... */
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "f0", &data, &len), 0);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "f1", &data, &len), 0);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "f2", &data, &len), -ENOBUFS);
+    /* ...while those kept are still answered. */
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "atmax", &data, &len), 0);
+    assert_int_equal(len, SOCKID_PROC_READ_MAX);
+    /* A new request starts empty. */
+    assert_int_equal(run_cached(fx, cache), 0);
+    assert_int_equal(fx->peer.proc_read(&fx->peer, "f2", &data, &len), 0);
+    assert_string_equal(data, "x\n");
+    attest_cache_free(cache);
+    assert_null(attest_cache_free(NULL));
+}
+
 /* ---- a whole directory ------------------------------------------------------ */
 
 static void test_load_dir_sorted(void **state)
@@ -586,6 +754,9 @@ int main(void)
         T(test_slow_required),
         T(test_slow_does_not_starve_next),
         T(test_concurrent_runs),
+        T(test_proc_read_once_per_request),
+        T(test_proc_read_refusals),
+        T(test_proc_read_bounds),
         T(test_load_dir_sorted),
         T(test_load_dir_refusals),
         cmocka_unit_test(test_free_null),

@@ -1337,6 +1337,107 @@ static void test_plugin_cgroup_id(void **state)
     (void)close(peer.proc_dirfd);
 }
 
+/* A verified (id, path) pair is remembered by the plugin instance; another
+ * id with the same path must still fail, and the right one still pass. */
+static void test_plugin_cgroup_id_cached(void **state)
+{
+    uint64_t id = kernel_cgroup_id(getpid());
+    (void)state;
+
+    if (id == 0)
+        skip();
+    for (size_t i = 0; i < sizeof(plugins) / sizeof(plugins[0]); i++) {
+        const struct plugin *p = &plugins[i];
+        void *st = plugin_start(p);
+        struct sockid_peer peer = peer_of(getpid(), id);
+        for (int round = 0; round < 3; round++) {
+            memset(&got, 0, sizeof(got));
+            peer.cgroup_id = id; /* checked, then from the cache */
+            assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), 0);
+            memset(&got, 0, sizeof(got));
+            peer.cgroup_id = id + 1; /* the same path, another cgroup: never cached */
+            assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), -ESTALE);
+            assert_int_equal(got.n, 0);
+            peer.cgroup_id = id ^ (UINT64_C(1) << 40);
+            assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), -ESTALE);
+        }
+        (void)close(peer.proc_dirfd);
+        p->desc->fini(st);
+    }
+}
+
+/* The host's proc_read, played by the test: counts calls, and the view has
+ * no usable dirfd, so a plugin that read the file itself would fail. */
+struct test_host {
+    struct sockid_peer peer;
+    unsigned calls;
+    size_t len;
+    char text[CGPATH_TEXT_MAX + 1];
+};
+
+static int test_host_proc_read(const struct sockid_peer *peer, const char *name,
+                               const char **ret_data, size_t *ret_len)
+{
+    struct test_host *h = peer->proc_read_ctx;
+    h->calls++;
+    if (strcmp(name, "cgroup") != 0)
+        return -ENOENT;
+    *ret_data = h->text;
+    *ret_len = h->len;
+    return 0;
+}
+
+static struct test_host host; /* large: not on the stack */
+
+static void test_plugins_use_proc_read(void **state)
+{
+    static struct collect direct;
+    (void)state;
+
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    assert_non_null(f);
+    memset(&host, 0, sizeof(host));
+    host.len = fread(host.text, 1, sizeof(host.text) - 1, f);
+    (void)fclose(f);
+    host.peer = (struct sockid_peer){
+        .struct_size = sizeof(host.peer),
+        .pid = getpid(),
+        .uid = (uint32_t)geteuid(),
+        .gid = (uint32_t)getegid(),
+        .proc_dirfd = -1,
+        .cgroup_id = kernel_cgroup_id(getpid()),
+        .deadline_ns = UINT64_MAX,
+        .proc_read = test_host_proc_read,
+        .proc_read_ctx = &host,
+    };
+    /* All three get the file from the host, once each, and say what they
+     * say when they read it themselves. */
+    for (size_t i = 0; i < sizeof(plugins) / sizeof(plugins[0]); i++) {
+        struct sockid_peer own = peer_of(getpid(), host.peer.cgroup_id);
+        assert_int_equal(plugin_attest(plugins[i].name, &own, &direct), 0);
+        (void)close(own.proc_dirfd);
+        assert_int_equal(plugin_attest(plugins[i].name, &host.peer, &got), 0);
+        assert_int_equal(host.calls, i + 1);
+        assert_int_equal(got.n, direct.n);
+        for (size_t j = 0; j < got.n; j++)
+            assert_string_equal(got.items[j], direct.items[j]);
+    }
+    /* The id check applies to what proc_read returned. */
+    if (host.peer.cgroup_id) {
+        host.len = (size_t)snprintf(host.text, sizeof(host.text), "0::/sockid-no-such-%d\n",
+                                    (int)getpid());
+        assert_int_equal(plugin_attest("cgroup", &host.peer, &got), -ESTALE);
+    }
+    /* A failure of proc_read is the attestor's failure. */
+    host.peer.proc_read = NULL;
+    assert_int_equal(plugin_attest("systemd", &host.peer, &got), -EBADF); /* own read, fd -1 */
+    host.peer.proc_read = test_host_proc_read;
+    host.peer.struct_size = (uint32_t)SOCKID_PEER_SIZE_MIN; /* an older agent */
+    assert_int_equal(plugin_attest("container", &host.peer, &got), -EBADF);
+    host.peer.struct_size = (uint32_t)SOCKID_PEER_SIZE_MIN - 1;
+    assert_int_equal(plugin_attest("cgroup", &host.peer, &got), -EINVAL);
+}
+
 /* ---- real cgroups (root, a writable cgroup2 mount) ---- */
 
 static char cg2_mount[256];
@@ -1495,6 +1596,77 @@ static bool run_real_case(const struct real_case *rc)
     return ok;
 }
 
+/* What the id cache relies on (cgread.c): a cgroup2 directory cannot be
+ * renamed, even by root; only v1 hierarchies allow it. */
+static void test_cgroup2_no_rename(void **state)
+{
+    char a[1024], b[1024];
+    (void)state;
+
+    if (geteuid() != 0 || !cg2_find())
+        skip();
+    (void)snprintf(a, sizeof(a), "%s/sockidtest-rename-%d", cg2_mount, (int)getpid());
+    (void)snprintf(b, sizeof(b), "%s/sockidtest-renamed-%d", cg2_mount, (int)getpid());
+    assert_int_equal(mkdir(a, 0755), 0);
+    int r = rename(a, b);
+    int e = errno;
+    if (r == 0)
+        (void)rmdir(b);
+    else
+        (void)rmdir(a);
+    assert_int_equal(r, -1);
+    assert_int_equal(e, EPERM);
+}
+
+/* A process that moved to another cgroup after connecting is refused by
+ * every cgroup attestor, also once its old (id, path) was verified and
+ * cached; back where it connected, it passes again. */
+static void test_real_cgroup_moved(void **state)
+{
+    char a[256], b[256], path[1024], num[32];
+    (void)state;
+
+    if (geteuid() != 0 || !cg2_find())
+        skip();
+    (void)snprintf(a, sizeof(a), "/sockidtest%d-moved.slice/a.service", (int)getpid());
+    (void)snprintf(b, sizeof(b), "/sockidtest%d-moved.slice/b.service", (int)getpid());
+    cg2_mkdirs(a);
+    cg2_mkdirs(b);
+    struct cg_child ch = cg2_child_in(a);
+    uint64_t ida = cg2_ino(a);
+    for (size_t i = 0; i < sizeof(plugins) / sizeof(plugins[0]); i++) {
+        const struct plugin *p = &plugins[i];
+        void *st = plugin_start(p);
+        struct sockid_peer peer = peer_of(ch.pid, ida);
+        memset(&got, 0, sizeof(got));
+        assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), 0);
+        assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), 0);
+
+        /* Moved to b: the kernel's id at connect is a's. */
+        (void)snprintf(path, sizeof(path), "%s%s/cgroup.procs", cg2_mount, b);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        int n = snprintf(num, sizeof(num), "%d", (int)ch.pid);
+        assert_int_equal(write(fd, num, (size_t)n), n);
+        (void)close(fd);
+        assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), -ESTALE);
+
+        /* Back in a. */
+        (void)snprintf(path, sizeof(path), "%s%s/cgroup.procs", cg2_mount, a);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, num, (size_t)n), n);
+        (void)close(fd);
+        memset(&got, 0, sizeof(got));
+        assert_int_equal(p->desc->attest(st, &peer, collect_emit, &got), 0);
+        (void)close(peer.proc_dirfd);
+        p->desc->fini(st);
+    }
+    cg2_child_end(&ch);
+    cg2_rmdirs(a);
+    cg2_rmdirs(b);
+}
+
 static void test_real_cgroups(void **state)
 {
     char hex[65], slice[64], uslice[64], umgr[64];
@@ -1573,6 +1745,10 @@ int main(void)
         cmocka_unit_test(test_plugins_init),
         cmocka_unit_test(test_plugin_cgroup_self),
         cmocka_unit_test(test_plugin_cgroup_id),
+        cmocka_unit_test(test_plugin_cgroup_id_cached),
+        cmocka_unit_test(test_plugins_use_proc_read),
+        cmocka_unit_test(test_cgroup2_no_rename),
+        cmocka_unit_test(test_real_cgroup_moved),
         cmocka_unit_test(test_real_cgroups),
     };
     int failed = cmocka_run_group_tests_name("cgpath", pure, NULL, NULL);

@@ -33,6 +33,10 @@
 
 #include "peer.h"
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
+#endif
+
 #define REASON_LEN 512
 #define OTHER_UID  12345
 #define OTHER_GID  23456
@@ -203,10 +207,21 @@ static int accept_one(struct fx *fx)
     return fd;
 }
 
+/* As the agent captures at accept: SO_PEERCRED once, then the rest. */
+static int capture(int fd, const struct peer_features *f, bool require, struct peer *p,
+                   char *reason, size_t reason_len)
+{
+    struct peer_cred cred;
+    int r = peer_read_cred(fd, &cred);
+    if (r < 0)
+        return r;
+    return peer_capture(fd, &cred, f, require, p, reason, reason_len);
+}
+
 static void capture_ok(int fd, const struct peer_features *f, bool require, struct peer *p)
 {
     char reason[REASON_LEN] = "";
-    int r = peer_capture(fd, f, require, p, reason, sizeof(reason));
+    int r = capture(fd, f, require, p, reason, sizeof(reason));
     if (r != 0)
         fail_msg("peer_capture: %d (%s)", r, reason);
 }
@@ -330,6 +345,66 @@ static void test_probe(void **state)
     assert_int_equal(again.peer_pidfd, fx->features.peer_pidfd);
     assert_int_equal(again.pidfd_get_info, fx->features.pidfd_get_info);
     assert_int_equal(again.peer_groups, fx->features.peer_groups);
+    assert_int_equal(again.peer_pidfd_cloexec, fx->features.peer_pidfd_cloexec);
+}
+
+/* SO_PEERPIDFD's fd is close-on-exec as the kernel hands it over
+ * (pidfd_prepare() opens it O_CLOEXEC), which lets the agent skip an fcntl
+ * per connection; the probe must say so exactly when it is. */
+static void test_probe_pidfd_cloexec(void **state)
+{
+    struct fx *fx = *state;
+    if (!fx->features.peer_pidfd) {
+        assert_false(fx->features.peer_pidfd_cloexec);
+        skip();
+        return;
+    }
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int pidfd = -1;
+    socklen_t len = sizeof(pidfd);
+    assert_int_equal(getsockopt(sv[0], SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len), 0);
+    int fl = fcntl(pidfd, F_GETFD);
+    assert_true(fl >= 0);
+    assert_int_equal(fx->features.peer_pidfd_cloexec, (fl & FD_CLOEXEC) != 0);
+    print_message("SO_PEERPIDFD returns a close-on-exec fd: %s\n",
+                  (fl & FD_CLOEXEC) ? "yes" : "no");
+    close(pidfd);
+
+    /* Whichever the kernel does, the captured pidfd ends up close-on-exec:
+     * as the kernel gave it, or through the agent's fcntl. */
+    for (int cloexec = 0; cloexec < 2; cloexec++) {
+        struct peer_features f = fx->features;
+        f.peer_pidfd_cloexec = cloexec && fx->features.peer_pidfd_cloexec;
+        struct peer p = PEER_INIT;
+        capture_ok(sv[0], &f, false, &p);
+        fl = fcntl(p.pidfd, F_GETFD);
+        assert_true(fl >= 0 && (fl & FD_CLOEXEC));
+        peer_release(&p);
+    }
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_read_cred(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct peer_cred c = {.pid = -7};
+    assert_int_equal(peer_read_cred(sv[0], &c), 0);
+    assert_int_equal(c.pid, getpid());
+    assert_int_equal(c.uid, geteuid());
+    assert_int_equal(c.gid, getegid());
+    close(sv[0]);
+    close(sv[1]);
+    /* Not a socket: an error, and c untouched. */
+    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(nul >= 0);
+    c.pid = -7;
+    assert_true(peer_read_cred(nul, &c) < 0);
+    assert_int_equal(c.pid, -7);
+    close(nul);
 }
 
 /* ---- capture and verify ----------------------------------------------------- */
@@ -472,7 +547,7 @@ static void test_capture_reaped_before_accept(void **state)
     int fd = accept_one(fx);
     struct peer p = PEER_INIT;
     char reason[REASON_LEN] = "";
-    assert_int_equal(peer_capture(fd, &fx->features, false, &p, reason, sizeof(reason)), -ESRCH);
+    assert_int_equal(capture(fd, &fx->features, false, &p, reason, sizeof(reason)), -ESRCH);
     assert_true(reason[0] != '\0');
     print_message("reaped before accept: %s\n", reason);
     peer_release(&p);
@@ -490,7 +565,7 @@ static void test_capture_exited_before_accept(void **state)
     int fd = accept_one(fx);
     struct peer p = PEER_INIT;
     char reason[REASON_LEN] = "";
-    int r = peer_capture(fd, &fx->features, false, &p, reason, sizeof(reason));
+    int r = capture(fd, &fx->features, false, &p, reason, sizeof(reason));
     child_reap(&ch);
     assert_int_equal(r, -ESRCH);
     assert_true(reason[0] != '\0');
@@ -511,7 +586,7 @@ static void test_capture_without_peer_pidfd(void **state)
 
     /* Refused when the config requires the real option. */
     char reason[REASON_LEN] = "";
-    assert_int_equal(peer_capture(fd, &old, true, &p, reason, sizeof(reason)), -ENOTSUP);
+    assert_int_equal(capture(fd, &old, true, &p, reason, sizeof(reason)), -ENOTSUP);
     assert_true(reason[0] != '\0');
     print_message("require_pidfd without SO_PEERPIDFD: %s\n", reason);
 
@@ -667,6 +742,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_probe),
+        T(test_probe_pidfd_cloexec),
+        T(test_read_cred),
         T(test_capture_live_child),
         T(test_capture_other_user),
         T(test_uid_changed_after_connect),

@@ -793,6 +793,116 @@ static void test_unknown_uid(void **state)
     plugin->fini(st);
 }
 
+/* ---- the name cache ---- */
+
+/* Writes path: a copy of real (when not NULL), then extra. */
+static bool names_write(const char *path, const char *real, const char *extra)
+{
+    char buf[65536];
+    FILE *out = fopen(path, "we");
+    if (!out)
+        return false;
+    if (real) {
+        FILE *in = fopen(real, "re");
+        if (!in)
+            return false;
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+            if (fwrite(buf, 1, n, out) != n)
+                return false;
+        (void)fclose(in);
+    }
+    return fputs(extra, out) >= 0 && fclose(out) == 0;
+}
+
+/* unix:user: and unix:group: of a view with uid and gid, from a new or
+ * given plugin state. */
+static bool names_of(void *st, uint32_t uid, uint32_t gid, char *user, char *group, size_t cap)
+{
+    struct peer_view v;
+    struct collect c = {0};
+    peer_of_pid(&v, getpid(), uid, gid);
+    int r = plugin->attest(st, &v.peer, collect_emit, &c);
+    peer_close(&v);
+    if (r != 0)
+        return false;
+    const char *u = collect_value(&c, "unix:user:"), *g = collect_value(&c, "unix:group:");
+    (void)snprintf(user, cap, "%s", u ? u : "-");
+    (void)snprintf(group, cap, "%s", g ? g : "-");
+    return true;
+}
+
+/* In a mount namespace of its own, with files of the child's own bind-mounted
+ * over /etc/passwd and /etc/group, so that users can be renamed without
+ * touching the host's. Exit codes: 0 passed, 77 no namespace, else the
+ * check that failed. */
+static int names_child(const char *dir)
+{
+    char passwd[PATH_MAX], group[PATH_MAX], user[256], grp[256];
+    (void)snprintf(passwd, sizeof(passwd), "%s/passwd", dir);
+    (void)snprintf(group, sizeof(group), "%s/group", dir);
+    if (!names_write(passwd, "/etc/passwd", "sockidtest:x:4242:4242::/:/bin/false\n") ||
+        !names_write(group, "/etc/group", "sockidgrp:x:4242:\n"))
+        return 2;
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount(passwd, "/etc/passwd", NULL, MS_BIND, NULL) < 0 ||
+        mount(group, "/etc/group", NULL, MS_BIND, NULL) < 0)
+        return 77;
+    void *st = plugin_init_ok(NULL, NULL);
+    /* The user and the group have different names: they are not mixed up. */
+    if (!names_of(st, 4242, 4242, user, grp, sizeof(user)) || strcmp(user, "sockidtest") != 0 ||
+        strcmp(grp, "sockidgrp") != 0)
+        return 3;
+    if (!names_of(st, 4243, 4243, user, grp, sizeof(user)) || strcmp(user, "-") != 0)
+        return 4;
+    /* Renamed, and a new user: the files change in place under the mount. */
+    if (!names_write(passwd, NULL,
+                     "renamed:x:4242:4242::/:/bin/false\nnewcomer:x:4243:4243::/:/bin/false\n"))
+        return 5;
+    /* Within the lifetime, the cached answers: the old name, and still no
+     * name for the new user. */
+    if (!names_of(st, 4242, 4242, user, grp, sizeof(user)) || strcmp(user, "sockidtest") != 0)
+        return 6;
+    if (!names_of(st, 4243, 4243, user, grp, sizeof(user)) || strcmp(user, "-") != 0)
+        return 7;
+    /* The change is there to be seen: a new instance (an empty cache) sees it,
+     * as the old one does once the lifetime has passed (kvcache's expiry is
+     * tested in test_kvcache). */
+    void *fresh = plugin_init_ok(NULL, NULL);
+    if (!names_of(fresh, 4242, 4242, user, grp, sizeof(user)) || strcmp(user, "renamed") != 0)
+        return 8;
+    if (!names_of(fresh, 4243, 4243, user, grp, sizeof(user)) || strcmp(user, "newcomer") != 0)
+        return 9;
+    plugin->fini(fresh);
+    plugin->fini(st);
+    return 0;
+}
+
+static void test_names_cached(void **state)
+{
+    (void)state;
+    char dir[PATH_MAX], path[PATH_MAX + 16];
+    if (geteuid() != 0)
+        skip(); /* a private /etc/passwd needs a mount namespace as root */
+    temp_dir(dir, sizeof(dir));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(names_child(dir));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    (void)snprintf(path, sizeof(path), "%s/passwd", dir);
+    (void)unlink(path);
+    (void)snprintf(path, sizeof(path), "%s/group", dir);
+    (void)unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77)
+        skip();
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("name cache check %d failed (see names_child)", WEXITSTATUS(status));
+}
+
 static void test_kernel_thread(void **state)
 {
     (void)state;
@@ -905,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_file_named_deleted),
         cmocka_unit_test(test_path_from_foreign_mount_namespace),
         cmocka_unit_test(test_unknown_uid),
+        cmocka_unit_test(test_names_cached),
         cmocka_unit_test(test_kernel_thread),
         cmocka_unit_test(test_concurrent_attest),
     };

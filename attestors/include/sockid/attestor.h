@@ -33,11 +33,22 @@
  *  - attest() is called from several threads at once: it must be thread-safe
  *    with respect to its state.
  *  - attest() should return before peer->deadline_ns (CLOCK_MONOTONIC).
- *    emit() refuses selectors after the deadline, and a call that overruns
- *    counts as a failure of that attestor.
+ *    emit() refuses selectors after the deadline (noticed within a clock
+ *    tick), and a call that overruns counts as a failure of that attestor:
+ *    nothing it emitted is used.
  *  - A plugin never hands the host memory to free: emit() copies what it is
  *    given before returning.
  *  - A plugin does not log. init() explains a failure in the buffer it gets.
+ *
+ * Growing the ABI without a new version: a field is only ever added at the
+ * END of struct sockid_peer, and every struct the host hands a plugin says
+ * its own size in struct_size. A plugin built against a newer header may
+ * run in an older agent, whose struct is shorter: before it reads a field
+ * added later it checks SOCKID_PEER_HAS(peer, field), and does without
+ * (the header says how, field by field) when the field is not there. It
+ * refuses only a view smaller than SOCKID_PEER_SIZE_MIN, the fields every
+ * agent of this ABI version has. SOCKID_ATTESTOR_ABI_VERSION changes only
+ * for a change an older plugin or agent could not cope with that way.
  */
 #ifndef SOCKID_ATTESTOR_H
 #define SOCKID_ATTESTOR_H
@@ -58,23 +69,68 @@ extern "C" {
 #define SOCKID_ATTESTOR_EXPORT __attribute__((visibility("default")))
 
 /* Limits the host enforces on what emit() receives. */
-#define SOCKID_SELECTOR_TYPE_MAX 32u   /* bytes, [a-z0-9_-] */
-#define SOCKID_SELECTOR_KEY_MAX 64u    /* bytes, printable, no ':' */
+#define SOCKID_SELECTOR_TYPE_MAX  32u   /* bytes, [a-z0-9_-] */
+#define SOCKID_SELECTOR_KEY_MAX   64u   /* bytes, printable, no ':' */
 #define SOCKID_SELECTOR_VALUE_MAX 1024u /* bytes, printable, may hold ':' */
+
+struct sockid_peer;
+
+/* The largest file sockid_peer.proc_read returns, in bytes. */
+#define SOCKID_PROC_READ_MAX (64u * 1024u)
+/* Distinct names proc_read keeps for one request. */
+#define SOCKID_PROC_READ_FILES 4u
+
+/* See sockid_peer.proc_read. */
+typedef int (*sockid_proc_read_fn)(const struct sockid_peer *peer, const char *name,
+                                   const char **ret_data, size_t *ret_len);
 
 /* Read-only view of the process on the other end of the connection. */
 struct sockid_peer {
-    uint32_t struct_size; /* sizeof(struct sockid_peer) in the host */
-    int32_t pid;          /* in the agent's pid namespace */
-    uint32_t uid;         /* effective uid at connect() (SO_PEERCRED) */
-    uint32_t gid;         /* effective gid at connect() (SO_PEERCRED) */
+    uint32_t struct_size;   /* sizeof(struct sockid_peer) in the host */
+    int32_t pid;            /* in the agent's pid namespace */
+    uint32_t uid;           /* effective uid at connect() (SO_PEERCRED) */
+    uint32_t gid;           /* effective gid at connect() (SO_PEERCRED) */
     const uint32_t *groups; /* supplementary gids at connect() (SO_PEERGROUPS) */
     size_t n_groups;
     int proc_dirfd;       /* /proc/<pid>, O_DIRECTORY; borrowed, do not close */
     uint64_t cgroup_id;   /* cgroup v2 id from PIDFD_GET_INFO, 0 if unknown */
     uint64_t deadline_ns; /* CLOCK_MONOTONIC time by which attest() returns;
                              always set by the host */
+
+    /* ---- Added later in ABI version 1: check SOCKID_PEER_HAS first. ---- */
+
+    /* Reads the file NAME of the peer's /proc/<pid> directory, through
+     * proc_dirfd, at most once per request: the first attestor that asks
+     * for a name makes the host read it, and every later call for that name
+     * in the same request, from any attestor, gets the same bytes without a
+     * system call. So all attestors of a request see one version of the
+     * file, and a request never sees an earlier request's (the host reads
+     * again for each request). NAME is one path component of 1 to 32
+     * characters from [a-z0-9_-] ("cgroup", "status"; never "..", and no
+     * '/'); symbolic links are not followed. On success *ret_data points to
+     * *ret_len bytes followed by a NUL, owned by the host and valid until
+     * attest() returns: copy what you keep. Returns 0, or -EINVAL (a name
+     * not allowed), -E2BIG (the file is larger than SOCKID_PROC_READ_MAX),
+     * -ENOBUFS (more than SOCKID_PROC_READ_FILES names in one request: read
+     * that one through proc_dirfd yourself), -ENOMEM, or the negative errno
+     * of the open or read (-ESRCH, -ENOENT: the peer is gone). Failures are
+     * not kept: a later call tries again. Called only from attest(), on the
+     * thread that called it.
+     *
+     * An agent without it (SOCKID_PEER_HAS false), or a view a test built
+     * with it NULL: read through proc_dirfd yourself. */
+    sockid_proc_read_fn proc_read;
+    void *proc_read_ctx; /* the host's, for proc_read: do not touch */
 };
+
+/* The size of the view in every agent of this ABI version: the fields up
+ * to deadline_ns. A plugin refuses a smaller struct_size. */
+#define SOCKID_PEER_SIZE_MIN (offsetof(struct sockid_peer, deadline_ns) + sizeof(uint64_t))
+
+/* Whether the host's view has FIELD (one added after SOCKID_PEER_SIZE_MIN). */
+#define SOCKID_PEER_HAS(peer, field)                                                               \
+    ((peer)->struct_size >=                                                                        \
+     offsetof(struct sockid_peer, field) + sizeof(((const struct sockid_peer *)0)->field))
 
 /* Emits one selector "type:key:value". Returns 0, or a negative errno when the
  * host refuses it: -EINVAL when a part is malformed or longer than its limit
@@ -83,8 +139,7 @@ struct sockid_peer {
  * should stop and return that error, unless leaving out that one selector
  * is the better answer (selectors only ever add rights, so a missing one can
  * only make fewer entries match). */
-typedef int (*sockid_emit_fn)(void *emit_ctx, const char *type, const char *key,
-                              const char *value);
+typedef int (*sockid_emit_fn)(void *emit_ctx, const char *type, const char *key, const char *value);
 
 /* The plugin's section of the agent's config ([attestor.NAME]), without the
  * keys the host itself interprets ("required"). */
@@ -108,8 +163,7 @@ struct sockid_attestor {
 
     /* Emits selectors for peer. Returns 0, or a negative errno when it could
      * not attest this peer (the host then uses no selector from this call). */
-    int (*attest)(void *state, const struct sockid_peer *peer, sockid_emit_fn emit,
-                  void *emit_ctx);
+    int (*attest)(void *state, const struct sockid_peer *peer, sockid_emit_fn emit, void *emit_ctx);
 
     /* Called once at unload with the state init() stored. May be NULL. */
     void (*fini)(void *state);
