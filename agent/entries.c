@@ -97,7 +97,8 @@ static bool spiffe_path_check(const char *path, size_t len, const char *td, size
                 return fail(err, err_len,
                             "SPIFFE ID path may hold only letters, digits, '.', '-', '_' and '/', "
                             "not '%s' at byte %zu",
-                            text_quote(q, path + i, 1), (size_t)(path - td) + SPIFFE_SCHEME_LEN + i);
+                            text_quote(q, path + i, 1),
+                            (size_t)(path - td) + SPIFFE_SCHEME_LEN + i);
             continue;
         }
         size_t seg = i - start;
@@ -112,11 +113,54 @@ static bool spiffe_path_check(const char *path, size_t len, const char *td, size
     return true;
 }
 
+/* Character classes of a SPIFFE ID: the trust domain's, the path's. */
+enum { SPIFFE_TD = 1, SPIFFE_PATH = 2 };
+static const unsigned char spiffe_class[256] = {
+    ['a' ... 'z'] = SPIFFE_TD | SPIFFE_PATH, ['0' ... '9'] = SPIFFE_TD | SPIFFE_PATH,
+    ['.'] = SPIFFE_TD | SPIFFE_PATH,         ['-'] = SPIFFE_TD | SPIFFE_PATH,
+    ['_'] = SPIFFE_TD | SPIFFE_PATH,         ['A' ... 'Z'] = SPIFFE_PATH,
+};
+
+/* spiffe_id_check's rules in one pass, without messages: every stored
+ * entry's SPIFFE ID is checked again at every start. The trust domain is
+ * the run of its characters after the scheme, which must end at the
+ * path's first '/'; each segment is a run of path characters, not empty,
+ * not "." or "..". Anything else (a '?', '#', '%', '@', ':', NUL, a
+ * trailing '/') ends a run where a '/' or the end must be. */
+static bool spiffe_id_valid_fast(const char *id, size_t len, const char *trust_domain)
+{
+    if (len < SPIFFE_SCHEME_LEN || len > SPIFFE_ID_MAX ||
+        memcmp(id, SPIFFE_SCHEME, SPIFFE_SCHEME_LEN) != 0)
+        return false;
+    const unsigned char *td = (const unsigned char *)id + SPIFFE_SCHEME_LEN;
+    const unsigned char *end = (const unsigned char *)id + len, *p = td;
+    while (p < end && (spiffe_class[*p] & SPIFFE_TD))
+        p++;
+    size_t td_len = (size_t)(p - td);
+    if (td_len == 0 || td_len > TRUST_DOMAIN_MAX || p == end || *p != '/')
+        return false;
+    while (p < end) {
+        const unsigned char *seg = ++p; /* past the '/' */
+        while (p < end && (spiffe_class[*p] & SPIFFE_PATH))
+            p++;
+        size_t n = (size_t)(p - seg);
+        if (n == 0 || (seg[0] == '.' && (n == 1 || (n == 2 && seg[1] == '.'))))
+            return false;
+        if (p < end && *p != '/')
+            return false;
+    }
+    return !trust_domain ||
+           (strlen(trust_domain) == td_len && memcmp(trust_domain, td, td_len) == 0);
+}
+
 /* trust_domain NULL: any valid trust domain (entry_from_parts). */
 static bool spiffe_id_check(const char *id, size_t len, const char *trust_domain, char *err,
                             size_t err_len)
 {
     char q[TEXT_QUOTE_BUF], q2[TEXT_QUOTE_BUF];
+    if (id && spiffe_id_valid_fast(id, len, trust_domain))
+        return true;
+    /* Invalid: the rules one by one, for the message. */
     if (!id || len == 0)
         return fail(err, err_len, "SPIFFE ID is empty; it must be spiffe://<trust domain>/<path>");
     if (len > SPIFFE_ID_MAX)
@@ -152,8 +196,11 @@ static bool spiffe_id_check(const char *id, size_t len, const char *trust_domain
         return fail(err, err_len,
                     "SPIFFE ID's trust domain '%s' is not the agent's trust domain '%s'",
                     text_quote(q, td, td_len), text_quote(q2, trust_domain, strlen(trust_domain)));
-    return spiffe_path_check(slash ? slash : td + td_len, slash ? rest - td_len : 0, td, td_len,
-                             err, err_len);
+    if (!spiffe_path_check(slash ? slash : td + td_len, slash ? rest - td_len : 0, td, td_len, err,
+                           err_len))
+        return false;
+    /* Unreachable: the two passes agree (the unit tests compare them). */
+    return fail(err, err_len, "SPIFFE ID is not valid");
 }
 
 bool entries_spiffe_id_valid(const char *id, size_t len, const char *trust_domain, char *err,
@@ -181,14 +228,42 @@ bool entries_audience_valid(const char *aud, size_t len, char *err, size_t err_l
     return true;
 }
 
+/* One byte per lane, as in text.c. */
+#define LANES(b) (0x0101010101010101u * (uint64_t)(b))
+
+/* The lanes of x that are not lowercase hex digits, as their high bits.
+ * With the high bit set in every lane first, subtracting a constant below
+ * 0x80 never borrows from the next lane, so each lane's high bit says
+ * whether its byte is at least that constant. */
+static uint64_t hex_lanes_bad(uint64_t x)
+{
+    uint64_t t = x | LANES(0x80);
+    uint64_t digit = (t - LANES('0')) & ~(t - LANES('9' + 1));
+    uint64_t af = (t - LANES('a')) & ~(t - LANES('f' + 1));
+    return (x | ~(digit | af)) & LANES(0x80);
+}
+
 bool entries_id_valid(const char *id, size_t len)
 {
     if (!id || len != ENTRY_ID_LEN)
         return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return false;
-    return true;
+    uint64_t bad = 0;
+    for (size_t i = 0; i < ENTRY_ID_LEN; i += sizeof(uint64_t)) {
+        uint64_t x;
+        memcpy(&x, id + i, sizeof(x));
+        bad |= hex_lanes_bad(x);
+    }
+    return bad == 0;
+}
+
+_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 104,
+               "struct entry has no holes on LP64: a load holds one per entry");
+
+bool entry_id_ok(const struct entry *e)
+{
+    /* The array is ENTRY_ID_LEN + 1 bytes: a NUL at the end, none before
+     * (hex digits are not NUL). */
+    return e->id[ENTRY_ID_LEN] == '\0' && entries_id_valid(e->id, ENTRY_ID_LEN);
 }
 
 /* A hint is shown to operators: UTF-8 text without C0, DEL or C1 controls. */
@@ -197,17 +272,12 @@ static bool hint_check(const char *hint, size_t len, char *err, size_t err_len)
     if (len > ENTRY_HINT_MAX)
         return fail(err, err_len, "hint is %zu bytes, more than the limit of %u", len,
                     ENTRY_HINT_MAX);
-    const unsigned char *p = (const unsigned char *)hint;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = text_utf8_seq(p + i, len - i, &cp);
-        if (n == 0)
-            return fail(err, err_len, "hint is not valid UTF-8 at byte %zu", i);
-        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-            return fail(err, err_len, "hint holds a control character at byte %zu", i);
-        i += n;
-    }
-    return true;
+    size_t ok = text_printable_span(hint, len);
+    if (ok == len)
+        return true;
+    if (text_utf8_seq((const unsigned char *)hint + ok, len - ok, NULL) == 0)
+        return fail(err, err_len, "hint is not valid UTF-8 at byte %zu", ok);
+    return fail(err, err_len, "hint holds a control character at byte %zu", ok);
 }
 
 /* --- entries ------------------------------------------------------------- */
@@ -230,7 +300,12 @@ static int span_cmp(const void *a, const void *b)
 
 static size_t spans_sort_unique(struct span *v, size_t n)
 {
-    if (n < 2)
+    /* Sorted and unique already (as the store keeps them): n - 1
+     * comparisons, no sort. */
+    size_t i = 1;
+    while (i < n && span_cmp(&v[i - 1], &v[i]) < 0)
+        i++;
+    if (i >= n)
         return n;
     qsort(v, n, sizeof(*v), span_cmp);
     size_t w = 1;
@@ -339,9 +414,10 @@ static int entry_build(const struct entry_fields *f, struct entry **ret)
         size += f->sel[i].len + 1;
     for (size_t i = 0; i < f->n_aud; i++)
         size += f->aud[i].len + 1;
-    struct entry *e = calloc(1, size);
+    struct entry *e = malloc(size); /* every byte is written below */
     if (!e)
         return -ENOMEM;
+    memset(e, 0, sizeof(*e));
     /* sizeof(struct entry) is a multiple of its alignment, which covers a
      * pointer's. */
     char **ptrs = (char **)(e + 1);
@@ -353,7 +429,7 @@ static int entry_build(const struct entry_fields *f, struct entry **ret)
     e->selectors = ptrs;
     for (size_t i = 0; i < f->n_sel; i++)
         e->selectors[i] = copy_span(&pos, f->sel[i]);
-    e->n_audiences = f->n_aud;
+    e->n_audiences = (uint32_t)f->n_aud;
     e->audiences = f->n_aud ? ptrs + f->n_sel : NULL;
     for (size_t i = 0; i < f->n_aud; i++)
         e->audiences[i] = copy_span(&pos, f->aud[i]);
@@ -411,37 +487,100 @@ int entry_new(const struct entry_spec *spec, const char *trust_domain, uint32_t 
     return entry_build(&f, ret);
 }
 
-int entry_from_parts(const char *id, const char *spiffe_id, const char *const *selectors,
-                     size_t n_selectors, uint32_t ttl, const char *const *audiences,
-                     size_t n_audiences, const char *hint, int64_t created_at, uint64_t revision,
-                     struct entry **ret, char *err, size_t err_len)
+/* Everything entry_new checks but the trust domain, then one allocation. */
+static int entry_from_checked_parts(const char *id, size_t id_len, const char *spiffe_id,
+                                    size_t spiffe_id_len, const char *const *selectors,
+                                    const size_t *selector_lens, size_t n_selectors, uint32_t ttl,
+                                    const char *const *audiences, const size_t *audience_lens,
+                                    size_t n_audiences, const char *hint, size_t hint_len,
+                                    int64_t created_at, uint64_t revision, struct entry **ret,
+                                    char *err, size_t err_len)
 {
-    struct entry_fields f = {0};
+    /* Not zeroed as a whole (it is mostly span arrays, filled up to their
+     * counts): a load builds every entry through here. */
+    struct entry_fields f;
+    f.n_sel = f.n_aud = 0;
+    f.hint = (struct span){NULL, 0};
 
-    if (!ret)
-        return -EINVAL;
-    if (!id || !entries_id_valid(id, strnlen(id, ENTRY_ID_LEN + 1))) {
+    if (!entries_id_valid(id, id_len)) {
         (void)fail(err, err_len, "entry id must be %u lowercase hex characters", ENTRY_ID_LEN);
         return -EINVAL;
     }
-    memcpy(f.id, id, ENTRY_ID_LEN + 1);
-    size_t id_len = spiffe_id ? strnlen(spiffe_id, SPIFFE_ID_MAX + 1) : 0;
-    if (!spiffe_id_check(spiffe_id, id_len, NULL, err, err_len))
+    memcpy(f.id, id, ENTRY_ID_LEN);
+    f.id[ENTRY_ID_LEN] = '\0';
+    if (!spiffe_id_check(spiffe_id, spiffe_id_len, NULL, err, err_len))
         return -EINVAL;
-    f.spiffe_id = (struct span){spiffe_id, id_len};
-    if (!fields_selectors(&f, selectors, NULL, n_selectors, err, err_len))
+    f.spiffe_id = (struct span){spiffe_id, spiffe_id_len};
+    if (!fields_selectors(&f, selectors, selector_lens, n_selectors, err, err_len))
         return -EINVAL;
     if (ttl == 0) {
         (void)fail(err, err_len, "ttl is 0; an entry's ttl is 1 second or more");
         return -EINVAL;
     }
     f.ttl = ttl;
-    if (!fields_audiences(&f, audiences, NULL, n_audiences, err, err_len) ||
-        !fields_hint(&f, hint, hint ? strnlen(hint, ENTRY_HINT_MAX + 1) : 0, err, err_len))
+    if (!fields_audiences(&f, audiences, audience_lens, n_audiences, err, err_len) ||
+        !fields_hint(&f, hint, hint_len, err, err_len))
         return -EINVAL;
     f.created_at = created_at;
     f.revision = revision;
     return entry_build(&f, ret);
+}
+
+int entry_from_parts(const char *id, const char *spiffe_id, const char *const *selectors,
+                     size_t n_selectors, uint32_t ttl, const char *const *audiences,
+                     size_t n_audiences, const char *hint, int64_t created_at, uint64_t revision,
+                     struct entry **ret, char *err, size_t err_len)
+{
+    if (!ret)
+        return -EINVAL;
+    return entry_from_checked_parts(id, id ? strnlen(id, ENTRY_ID_LEN + 1) : 0, spiffe_id,
+                                    spiffe_id ? strnlen(spiffe_id, SPIFFE_ID_MAX + 1) : 0,
+                                    selectors, NULL, n_selectors, ttl, audiences, NULL, n_audiences,
+                                    hint, hint ? strnlen(hint, ENTRY_HINT_MAX + 1) : 0, created_at,
+                                    revision, ret, err, err_len);
+}
+
+/* Splits a block of strings that each end with a NUL into at most max
+ * pointers and lengths; returns how many strings it holds (more than max
+ * when it holds too many), or SIZE_MAX when the last has no NUL. */
+static size_t entry_block_split(const char *block, size_t len, const char **ptrs, size_t *lens,
+                                size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; n++) {
+        const char *nul = memchr(block + i, '\0', len - i);
+        if (!nul)
+            return SIZE_MAX;
+        if (n < max) {
+            ptrs[n] = block + i;
+            lens[n] = (size_t)(nul - (block + i));
+        }
+        i = (size_t)(nul - block) + 1;
+    }
+    return n;
+}
+
+int entry_from_stored(const struct entry_stored *in, struct entry **ret, char *err, size_t err_len)
+{
+    const char *sel[ENTRY_MAX_SELECTORS], *aud[ENTRY_MAX_AUDIENCES];
+    size_t sel_lens[ENTRY_MAX_SELECTORS], aud_lens[ENTRY_MAX_AUDIENCES];
+
+    if (!in || !ret || (in->selectors_len && !in->selectors) ||
+        (in->audiences_len && !in->audiences))
+        return -EINVAL;
+    size_t n_sel =
+        entry_block_split(in->selectors, in->selectors_len, sel, sel_lens, ENTRY_MAX_SELECTORS);
+    size_t n_aud =
+        entry_block_split(in->audiences, in->audiences_len, aud, aud_lens, ENTRY_MAX_AUDIENCES);
+    if (n_sel == SIZE_MAX || n_aud == SIZE_MAX) {
+        (void)fail(err, err_len, "the %s are not a list of strings that each end with a NUL",
+                   n_sel == SIZE_MAX ? "selectors" : "audiences");
+        return -EINVAL;
+    }
+    return entry_from_checked_parts(in->id, in->id_len, in->spiffe_id, in->spiffe_id_len, sel,
+                                    sel_lens, n_sel, in->ttl, aud, aud_lens, n_aud, in->hint,
+                                    in->hint ? in->hint_len : 0, in->created_at, in->revision, ret,
+                                    err, err_len);
 }
 
 struct entry *entry_ref(struct entry *e)

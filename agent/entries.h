@@ -17,26 +17,30 @@
 
 #include "selector.h"
 
-#define ENTRY_ID_LEN 32u          /* lowercase hex of 16 random bytes */
+#define ENTRY_ID_LEN        32u /* lowercase hex of 16 random bytes */
 #define ENTRY_MAX_SELECTORS 32u
 #define ENTRY_MAX_AUDIENCES 16u
-#define ENTRY_AUDIENCE_MAX 256u   /* bytes per audience */
-#define ENTRY_HINT_MAX 256u
-#define SPIFFE_ID_MAX 2048u
-#define TRUST_DOMAIN_MAX 255u
+#define ENTRY_AUDIENCE_MAX  256u /* bytes per audience */
+#define ENTRY_HINT_MAX      256u
+#define SPIFFE_ID_MAX       2048u
+#define TRUST_DOMAIN_MAX    255u
 /* Identities one workload may hold; more matching entries is an error. */
 #define ENTRIES_MATCH_MAX 256u
+/* Entries one snapshot may hold (its index keeps an entry's number in 27
+ * bits). */
+#define ENTRIES_SNAPSHOT_MAX (1u << 27)
 
+/* Laid out without holes (104 bytes): a load holds one per entry. */
 struct entry {
     atomic_uint refs;
+    uint32_t ttl; /* seconds */
     char id[ENTRY_ID_LEN + 1];
+    uint32_t n_audiences;
     char *spiffe_id;
     size_t n_selectors;
-    char **selectors; /* sorted bytewise, unique */
-    uint32_t ttl;     /* seconds */
-    size_t n_audiences;
-    char **audiences; /* sorted, unique; none: any audience */
-    char *hint;       /* NULL when none */
+    char **selectors;   /* sorted bytewise, unique */
+    char **audiences;   /* sorted, unique; none: any audience */
+    char *hint;         /* NULL when none */
     int64_t created_at; /* unix seconds */
     uint64_t revision;
 };
@@ -48,11 +52,11 @@ struct entry_spec {
     const char *const *selectors; /* each with its length in selector_lens */
     const size_t *selector_lens;
     size_t n_selectors;
-    uint32_t ttl;                 /* 0: default_ttl */
+    uint32_t ttl; /* 0: default_ttl */
     const char *const *audiences;
     const size_t *audience_lens;
     size_t n_audiences;
-    const char *hint;             /* NULL or hint_len bytes */
+    const char *hint; /* NULL or hint_len bytes */
     size_t hint_len;
 };
 
@@ -78,10 +82,35 @@ __attribute__((warn_unused_result)) int entry_new(const struct entry_spec *spec,
 /* Builds an entry from stored fields without drawing id or time (the store
  * uses it when loading). Validates like entry_new except the trust domain
  * (an entry stays loadable if the trust domain is reconfigured). */
-__attribute__((warn_unused_result)) int entry_from_parts(
-    const char *id, const char *spiffe_id, const char *const *selectors, size_t n_selectors,
-    uint32_t ttl, const char *const *audiences, size_t n_audiences, const char *hint,
-    int64_t created_at, uint64_t revision, struct entry **ret, char *err, size_t err_len);
+__attribute__((warn_unused_result)) int
+entry_from_parts(const char *id, const char *spiffe_id, const char *const *selectors,
+                 size_t n_selectors, uint32_t ttl, const char *const *audiences, size_t n_audiences,
+                 const char *hint, int64_t created_at, uint64_t revision, struct entry **ret,
+                 char *err, size_t err_len);
+
+/* An entry as the store keeps it: each string with its length, and the
+ * selectors and the audiences each as one block of strings that each end
+ * with a NUL ("a\0b\0"; an empty block: none). */
+struct entry_stored {
+    const char *id;
+    size_t id_len;
+    const char *spiffe_id;
+    size_t spiffe_id_len;
+    const char *selectors; /* each may be NULL when its length is 0 */
+    size_t selectors_len;
+    const char *audiences;
+    size_t audiences_len;
+    const char *hint; /* NULL: none */
+    size_t hint_len;
+    uint32_t ttl;
+    int64_t created_at;
+    uint64_t revision;
+};
+
+/* entry_from_parts for a stored entry: validates it the same way, and
+ * sorts nothing that is sorted already. */
+__attribute__((warn_unused_result)) int
+entry_from_stored(const struct entry_stored *in, struct entry **ret, char *err, size_t err_len);
 
 struct entry *entry_ref(struct entry *e);
 /* Drops a reference; frees at zero. Accepts NULL, returns NULL. */
@@ -93,23 +122,48 @@ int entry_cmp(const struct entry *a, const struct entry *b);
 /* Same SPIFFE ID and the same selector set. */
 bool entry_same_identity(const struct entry *a, const struct entry *b);
 
+/* Sorts n entries in the stable order (entry_cmp): O(n) when they are in
+ * it already. 0; -EINVAL for a NULL or an entry entry_new and entry_from_*
+ * did not make; -ENOMEM. */
+__attribute__((warn_unused_result)) int entries_sort(struct entry **v, size_t n);
+
 /* --- snapshots ---------------------------------------------------------- */
 
 struct entries_snapshot;
 
-/* Builds a snapshot over n entries (taking a reference to each), sorted in
- * the stable order, with its inverted index. */
-__attribute__((warn_unused_result)) int entries_snapshot_new(struct entry *const *entries,
-                                                             size_t n,
+/* Builds a snapshot over n entries given in any order (taking a reference
+ * to each), sorted in the stable order (one pass when they are in it
+ * already), with its inverted index. -EEXIST when two have the same id. */
+__attribute__((warn_unused_result)) int entries_snapshot_new(struct entry *const *entries, size_t n,
                                                              struct entries_snapshot **ret);
+
+/* A snapshot built from entries handed over one at a time, as a load reads
+ * them: what the snapshot needs of each entry is taken as it is added, on
+ * the adding thread (see entries_build.c). entries_snapshot_new is a
+ * builder fed an array. */
+struct entries_builder;
+
+__attribute__((warn_unused_result)) int entries_builder_new(struct entries_builder **ret);
+/* Adds e, taking the caller's reference to it whatever the outcome. 0;
+ * -EINVAL for an entry that entry_new or entry_from_* did not make; -E2BIG
+ * past ENTRIES_SNAPSHOT_MAX entries; -ENOMEM. */
+__attribute__((warn_unused_result)) int entries_builder_add(struct entries_builder *b,
+                                                            struct entry *e);
+/* The snapshot of the entries added, as entries_snapshot_new would build
+ * it (-EEXIST when two have the same id). Frees b whatever the outcome. */
+__attribute__((warn_unused_result)) int entries_builder_finish(struct entries_builder *b,
+                                                               struct entries_snapshot **ret);
+/* Drops the entries added and b; accepts NULL, returns NULL. */
+struct entries_builder *entries_builder_free(struct entries_builder *b);
 
 /* A snapshot equal to base plus add (may be NULL) minus the entry with id
  * remove_id (may be NULL). Entries are shared with base, not copied.
  * -ENOENT when remove_id is not in base, -EEXIST when add's id is (unless it
  * is also remove_id: a replacement). */
-__attribute__((warn_unused_result)) int entries_snapshot_derive(
-    const struct entries_snapshot *base, struct entry *add, const char *remove_id,
-    struct entries_snapshot **ret);
+__attribute__((warn_unused_result)) int entries_snapshot_derive(const struct entries_snapshot *base,
+                                                                struct entry *add,
+                                                                const char *remove_id,
+                                                                struct entries_snapshot **ret);
 
 struct entries_snapshot *entries_snapshot_ref(struct entries_snapshot *s);
 struct entries_snapshot *entries_snapshot_unref(struct entries_snapshot *s);

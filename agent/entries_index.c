@@ -1,14 +1,19 @@
 /* Registration entries: snapshots with an inverted index, matching, and
  * publication (see entries.h).
  *
- * Separate from entries.c, which validates and builds entries: everything
- * here works on entries already built, through entries.h, and on the
- * snapshot and registry structures, which no other file sees.
+ * Separate from entries.c, which validates and builds entries, and from
+ * entries_build.c and entries_order.c, which gather and order a new
+ * snapshot's entries: everything here works on entries already built,
+ * through entries.h, and on the snapshot and registry structures, which no
+ * other file sees.
  *
  * Index. Every distinct selector string of a snapshot is interned into an
  * open-addressing table keyed by SipHash-2-4 (crypto_shorthash) under a
  * random per-snapshot key, so selectors a workload chooses (its executable
- * path, its cgroup names) cannot be crafted to collide. Each entry is listed
+ * path, its cgroup names) cannot be crafted to collide. The table is at
+ * most three quarters full and probed Robin Hood style (see struct slot),
+ * and a selector's string is reached through the entry that holds it, so
+ * that 100,000 entries cost about 60 bytes each in index. Each entry is listed
  * under exactly one of its selectors, the rarest one (held by the fewest
  * entries), and keeps its selectors as interned ids. To match, the workload's
  * selectors are looked up (one hash each), the ids found are sorted, and only
@@ -18,7 +23,10 @@
  * the cost is the workload's selectors plus their postings, whatever the
  * number of entries. Postings are in the stable order; matches from several
  * postings are merged by binary insertion into the caller's array, so
- * matching allocates nothing. A derived snapshot splices its base's two
+ * matching allocates nothing. Looking for an entry with a given SPIFFE ID
+ * and selector set walks the postings of those selectors (the entry is
+ * listed under one of them): at most every entry once, as the derive that
+ * follows a create costs anyway. A derived snapshot splices its base's two
  * orders (stable and by id) in O(n) and rebuilds the index in O(n).
  *
  * Publication. The registry holds the current snapshot under a mutex and an
@@ -39,6 +47,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,12 +55,24 @@
 
 #define NONE UINT32_MAX
 
+/* A selector's string is found through the entry that interned it: the
+ * entry's index in the stable order, and the selector's position among
+ * its own. */
+#define REF_POS_BITS 5
+_Static_assert(ENTRY_MAX_SELECTORS <= 1u << REF_POS_BITS, "a position fits in REF_POS_BITS");
+_Static_assert(ENTRIES_SNAPSHOT_MAX <= 1u << (32 - REF_POS_BITS), "an index fits beside it");
+_Static_assert(ENTRIES_KEY_LEN == crypto_shorthash_KEYBYTES, "the index hashes with SipHash");
+
 /* --- snapshots ----------------------------------------------------------- */
 
-/* An open-addressing slot: the hash's high half, and an index plus one
- * (0: empty). Tables are at most half full, probed linearly. */
+/* An open-addressing slot: the low half of the selector's hash (it also
+ * picks the slot the selector would like), and its id plus one (0:
+ * empty). Robin Hood linear probing: a selector never sits further from
+ * its own slot than one it passed, so a search for a selector that is
+ * not there stops as soon as it meets one closer to home than itself;
+ * that keeps searches short with tables three quarters full. */
 struct slot {
-    uint32_t tag;
+    uint32_t hash;
     uint32_t idx1;
 };
 
@@ -59,16 +80,15 @@ struct entries_snapshot {
     atomic_uint refs;
     size_t n;
     struct entry **entries; /* stable order; one reference each */
-    struct entry **by_id;   /* the same, sorted by id */
-    unsigned char key[crypto_shorthash_KEYBYTES];
+    uint32_t *by_id;        /* indexes into entries, sorted by id */
+    unsigned char key[ENTRIES_KEY_LEN];
 
-    /* Distinct selectors, interned; strings borrowed from the entries. */
+    /* Distinct selectors, interned: sel_ref[id] says where the string is
+     * (see REF_POS_BITS). */
     size_t n_sels;
-    const char **sel_str;
-    uint32_t *sel_len;
-    uint64_t *sel_hash;
+    uint32_t *sel_ref;
     struct slot *sel_table;
-    size_t sel_mask;
+    size_t sel_slots;
 
     /* Entry i's selectors as interned ids: ent_sels[ent_off[i] ..
      * ent_off[i + 1]), in the order of its strings. */
@@ -79,77 +99,131 @@ struct entries_snapshot {
      * post_off[sel + 1]), in the stable order. */
     uint32_t *post_off;
     uint32_t *post;
-
-    /* Entries by SPIFFE ID and selector set. */
-    struct slot *id_table;
-    size_t id_mask;
 };
 
-static uint64_t snap_hash(const struct entries_snapshot *s, const char *p, size_t len)
+uint32_t entries_selector_hash(const unsigned char key[static ENTRIES_KEY_LEN], const char *s,
+                               size_t len)
 {
     unsigned char out[crypto_shorthash_BYTES];
-    uint64_t h;
-    (void)crypto_shorthash(out, (const unsigned char *)p, len, s->key);
+    uint32_t h;
+    (void)crypto_shorthash(out, (const unsigned char *)s, len, key);
     memcpy(&h, out, sizeof(h));
     return h;
 }
 
-/* A power of two at least twice n (and at least 2). */
-static size_t table_size(size_t n)
+/* Slots for m selectors: three quarters full at most. */
+static size_t table_slots(size_t m)
 {
-    size_t c = 2;
-    while (c < 2 * n)
-        c <<= 1;
-    return c;
+    return m + m / 3 + 1;
 }
 
-static uint32_t sel_lookup(const struct entries_snapshot *s, const char *p, size_t len, uint64_t h)
+/* The slot a hash would like: its position scaled to the table, which
+ * need not be a power of two. */
+static size_t slot_home(uint32_t hash, size_t slots)
 {
-    uint32_t tag = (uint32_t)(h >> 32);
-    for (size_t i = (size_t)h & s->sel_mask;; i = (i + 1) & s->sel_mask) {
+    return (size_t)(((uint64_t)hash * slots) >> 32);
+}
+
+/* How far slot i is from home, going forward with wrap-around. */
+static size_t slot_dist(size_t home, size_t i, size_t slots)
+{
+    return i >= home ? i - home : i + slots - home;
+}
+
+static const char *sel_string(const struct entries_snapshot *s, uint32_t id)
+{
+    uint32_t ref = s->sel_ref[id];
+    return s->entries[ref >> REF_POS_BITS]->selectors[ref & ((1u << REF_POS_BITS) - 1)];
+}
+
+/* The id of selector p (len bytes, NUL-terminated), or NONE. A search for
+ * one that is not there stops at an empty slot or at a selector closer to
+ * its own slot than p would be: p would sit there, had it been put in. */
+static uint32_t sel_lookup(const struct entries_snapshot *s, const char *p, size_t len)
+{
+    uint32_t hash = entries_selector_hash(s->key, p, len);
+    size_t i = slot_home(hash, s->sel_slots);
+    for (size_t d = 0;; d++) {
         const struct slot *sl = &s->sel_table[i];
         if (!sl->idx1)
             return NONE;
-        uint32_t id = sl->idx1 - 1;
-        if (sl->tag == tag && s->sel_len[id] == len && memcmp(s->sel_str[id], p, len) == 0)
-            return id;
+        if (sl->hash == hash) {
+            if (strcmp(sel_string(s, sl->idx1 - 1), p) == 0)
+                return sl->idx1 - 1;
+        } else if (slot_dist(slot_home(sl->hash, s->sel_slots), i, s->sel_slots) < d) {
+            return NONE;
+        }
+        i = i + 1 == s->sel_slots ? 0 : i + 1;
     }
 }
 
-static uint32_t sel_intern(struct entries_snapshot *s, const char *p, size_t len)
+/* Puts a slot in at i, where a search for it stopped, moving the ones
+ * closer to home than it along. */
+static void table_place(struct slot *table, size_t slots, size_t i, struct slot x)
 {
-    uint64_t h = snap_hash(s, p, len);
-    uint32_t tag = (uint32_t)(h >> 32);
-    size_t i = (size_t)h & s->sel_mask;
-    for (;; i = (i + 1) & s->sel_mask) {
+    for (size_t d = slot_dist(slot_home(x.hash, slots), i, slots);; d++) {
+        struct slot *sl = &table[i];
+        if (!sl->idx1) {
+            *sl = x;
+            return;
+        }
+        size_t sd = slot_dist(slot_home(sl->hash, slots), i, slots);
+        if (sd < d) {
+            struct slot t = *sl;
+            *sl = x;
+            x = t;
+            d = sd;
+        }
+        i = i + 1 == slots ? 0 : i + 1;
+    }
+}
+
+static void table_insert(struct slot *table, size_t slots, struct slot x)
+{
+    table_place(table, slots, slot_home(x.hash, slots), x);
+}
+
+/* Interns selector pos of entry idx, whose hash is known: its string is
+ * read only to tell it from a selector with the same hash. */
+static uint32_t sel_intern(struct entries_snapshot *s, uint32_t idx, uint32_t pos, uint32_t hash)
+{
+    const char *p = NULL;
+    size_t i = slot_home(hash, s->sel_slots);
+    for (size_t d = 0;; d++) {
         const struct slot *sl = &s->sel_table[i];
-        if (!sl->idx1)
+        if (!sl->idx1 || slot_dist(slot_home(sl->hash, s->sel_slots), i, s->sel_slots) < d)
             break;
-        uint32_t id = sl->idx1 - 1;
-        if (sl->tag == tag && s->sel_len[id] == len && memcmp(s->sel_str[id], p, len) == 0)
-            return id;
+        if (sl->hash == hash) {
+            p = p ? p : s->entries[idx]->selectors[pos];
+            if (strcmp(sel_string(s, sl->idx1 - 1), p) == 0)
+                return sl->idx1 - 1;
+        }
+        i = i + 1 == s->sel_slots ? 0 : i + 1;
     }
     uint32_t id = (uint32_t)s->n_sels++;
-    s->sel_str[id] = p;
-    s->sel_len[id] = (uint32_t)len;
-    s->sel_hash[id] = h;
-    s->sel_table[i] = (struct slot){tag, id + 1};
+    s->sel_ref[id] = idx << REF_POS_BITS | pos;
+    table_place(s->sel_table, s->sel_slots, i, (struct slot){hash, id + 1});
     return id;
 }
 
-/* The SPIFFE ID's hash mixed with its selectors' (in string order). The
- * selector hashes are keyed, so a plain multiply-xor mix spreads them. */
-static uint64_t identity_hash(const struct entries_snapshot *s, const char *spiffe_id,
-                              const uint64_t *sel_hashes, size_t n)
+/* Sizes the table for the selectors interned, when they were far fewer
+ * than it was made for (selectors shared between entries): the slots keep
+ * their hashes, so nothing is hashed again. */
+static int sel_table_shrink(struct entries_snapshot *s)
 {
-    uint64_t h = snap_hash(s, spiffe_id, strlen(spiffe_id));
-    for (size_t i = 0; i < n; i++) {
-        h ^= sel_hashes[i];
-        h *= 0x9e3779b97f4a7c15u;
-        h ^= h >> 29;
-    }
-    h ^= h >> 32;
-    return h;
+    size_t slots = table_slots(s->n_sels);
+    if (slots >= s->sel_slots / 2)
+        return 0;
+    struct slot *t = calloc(slots, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->sel_slots; i++)
+        if (s->sel_table[i].idx1)
+            table_insert(t, slots, s->sel_table[i]);
+    free(s->sel_table);
+    s->sel_table = t;
+    s->sel_slots = slots;
+    return 0;
 }
 
 static void snapshot_free(struct entries_snapshot *s)
@@ -159,84 +233,69 @@ static void snapshot_free(struct entries_snapshot *s)
             (void)entry_unref(s->entries[i]);
     free(s->entries);
     free(s->by_id);
-    free(s->sel_str);
-    free(s->sel_len);
-    free(s->sel_hash);
+    free(s->sel_ref);
     free(s->sel_table);
     free(s->ent_off);
     free(s->ent_sels);
     free(s->post_off);
     free(s->post);
-    free(s->id_table);
     sodium_memzero(s->key, sizeof(s->key));
     free(s);
 }
 
-/* Index v (n entries in the stable order, one reference each; by_id, the
- * same sorted by id, unique). Takes v, by_id and the references whatever
- * the outcome. */
-static int snapshot_index(struct entry **v, struct entry **by_id, size_t n,
-                          struct entries_snapshot **ret)
+/* How far ahead interning fetches the table slot it will need. */
+#define SNAPSHOT_PREFETCH 16
+
+int entries_snapshot_index(struct entry **v, uint32_t *by_id, uint32_t *ent_off,
+                           const uint32_t *hashes, size_t n,
+                           const unsigned char key[static ENTRIES_KEY_LEN],
+                           struct entries_snapshot **ret)
 {
     int r = -ENOMEM;
     uint32_t *count = NULL, *rare = NULL;
-    uint64_t hashes[ENTRY_MAX_SELECTORS];
     struct entries_snapshot *s = calloc(1, sizeof(*s));
     if (!s) {
         for (size_t i = 0; i < n; i++)
             (void)entry_unref(v[i]);
         free(v);
         free(by_id);
+        free(ent_off);
         return -ENOMEM;
     }
     atomic_init(&s->refs, 1);
     s->entries = v;
     s->by_id = by_id;
+    s->ent_off = ent_off;
     s->n = n;
-
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        /* Only entry_new and entry_from_parts make entries, but the index
-         * relies on this bound, so a hand-made one is refused. */
-        if (v[i]->n_selectors == 0 || v[i]->n_selectors > ENTRY_MAX_SELECTORS) {
-            r = -EINVAL;
-            goto out;
-        }
-        total += v[i]->n_selectors;
-    }
-    if (n >= UINT32_MAX / 2 || total >= UINT32_MAX / 2) {
+    memcpy(s->key, key, sizeof(s->key));
+    size_t total = ent_off[n];
+    if (n > ENTRIES_SNAPSHOT_MAX || total >= UINT32_MAX / 2) {
         r = -E2BIG;
         goto out;
     }
-    r = entries_sodium_ready();
-    if (r < 0)
-        goto out;
-    randombytes_buf(s->key, sizeof(s->key));
-    r = -ENOMEM;
 
     size_t cap = total ? total : 1;
-    s->sel_mask = table_size(total) - 1;
-    s->sel_str = malloc(cap * sizeof(*s->sel_str));
-    s->sel_len = malloc(cap * sizeof(*s->sel_len));
-    s->sel_hash = malloc(cap * sizeof(*s->sel_hash));
-    s->sel_table = calloc(s->sel_mask + 1, sizeof(*s->sel_table));
-    s->ent_off = malloc((n + 1) * sizeof(*s->ent_off));
+    s->sel_slots = table_slots(total);
+    s->sel_ref = malloc(cap * sizeof(*s->sel_ref));
+    s->sel_table = calloc(s->sel_slots, sizeof(*s->sel_table));
     s->ent_sels = malloc(cap * sizeof(*s->ent_sels));
     count = calloc(cap, sizeof(*count));
-    if (!s->sel_str || !s->sel_len || !s->sel_hash || !s->sel_table || !s->ent_off ||
-        !s->ent_sels || !count)
+    if (!s->sel_ref || !s->sel_table || !s->ent_sels || !count)
         goto out;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        s->ent_off[i] = (uint32_t)k;
-        for (size_t j = 0; j < v[i]->n_selectors; j++) {
-            const char *sel = v[i]->selectors[j];
-            uint32_t id = sel_intern(s, sel, strlen(sel));
-            s->ent_sels[k++] = id;
+    /* Interning reads the hashes and the table; a selector's string only
+     * to tell it from another with the same hash. */
+    for (size_t i = 0, k = 0; i < n; i++) {
+        for (uint32_t j = 0; k < ent_off[i + 1]; j++, k++) {
+            if (k + SNAPSHOT_PREFETCH < total)
+                __builtin_prefetch(
+                    &s->sel_table[slot_home(hashes[k + SNAPSHOT_PREFETCH], s->sel_slots)]);
+            uint32_t id = sel_intern(s, (uint32_t)i, j, hashes[k]);
+            s->ent_sels[k] = id;
             count[id]++;
         }
     }
-    s->ent_off[n] = (uint32_t)k;
+    if (sel_table_shrink(s) < 0)
+        goto out;
 
     /* Each entry goes under its rarest selector; count, once read, is
      * reused for the postings' fill positions. */
@@ -246,8 +305,8 @@ static int snapshot_index(struct entry **v, struct entry **by_id, size_t n,
     if (!s->post_off || !s->post || !rare)
         goto out;
     for (size_t i = 0; i < n; i++) {
-        uint32_t best = s->ent_sels[s->ent_off[i]];
-        for (uint32_t j = s->ent_off[i] + 1; j < s->ent_off[i + 1]; j++)
+        uint32_t best = s->ent_sels[ent_off[i]];
+        for (uint32_t j = ent_off[i] + 1; j < ent_off[i + 1]; j++)
             if (count[s->ent_sels[j]] < count[best])
                 best = s->ent_sels[j];
         rare[i] = best;
@@ -258,21 +317,6 @@ static int snapshot_index(struct entry **v, struct entry **by_id, size_t n,
     memcpy(count, s->post_off, s->n_sels * sizeof(*count));
     for (size_t i = 0; i < n; i++)
         s->post[count[rare[i]]++] = (uint32_t)i;
-
-    s->id_mask = table_size(n) - 1;
-    s->id_table = calloc(s->id_mask + 1, sizeof(*s->id_table));
-    if (!s->id_table)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        size_t m = 0;
-        for (uint32_t j = s->ent_off[i]; j < s->ent_off[i + 1]; j++)
-            hashes[m++] = s->sel_hash[s->ent_sels[j]];
-        uint64_t h = identity_hash(s, v[i]->spiffe_id, hashes, m);
-        size_t at = (size_t)h & s->id_mask;
-        while (s->id_table[at].idx1)
-            at = (at + 1) & s->id_mask;
-        s->id_table[at] = (struct slot){(uint32_t)(h >> 32), (uint32_t)i + 1};
-    }
     *ret = s;
     s = NULL;
     r = 0;
@@ -284,75 +328,41 @@ out:
     return r;
 }
 
-/* Sort keys that carry what the comparison reads, so that sorting a large
- * snapshot does not chase a pointer per comparison. Ids are validated
- * lowercase hex, so their first 16 characters read as a number in the same
- * order as strcmp; the full id breaks the (rare) tie. */
-struct sort_key {
-    int64_t created_at;
-    uint64_t id_prefix;
-    struct entry *e;
-};
-
-static uint64_t id_prefix(const char *id)
+/* Indexes v (n entries in the stable order) with by_id, hashing their
+ * selectors under a new key. Takes v, by_id and the references. */
+static int snapshot_index_hashing(struct entry **v, uint32_t *by_id, size_t n,
+                                  struct entries_snapshot **ret)
 {
-    uint64_t x = 0;
-    for (size_t i = 0; i < 16; i++)
-        x = x << 4 | (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
-    return x;
-}
-
-static int cmp_key_id(const void *a, const void *b)
-{
-    const struct sort_key *x = a, *y = b;
-    if (x->id_prefix != y->id_prefix)
-        return x->id_prefix < y->id_prefix ? -1 : 1;
-    return strcmp(x->e->id, y->e->id);
-}
-
-static int cmp_key_stable(const void *a, const void *b)
-{
-    const struct sort_key *x = a, *y = b;
-    if (x->created_at != y->created_at)
-        return x->created_at < y->created_at ? -1 : 1;
-    return cmp_key_id(a, b);
-}
-
-int entries_snapshot_new(struct entry *const *entries, size_t n, struct entries_snapshot **ret)
-{
-    if (!ret || (n && !entries))
-        return -EINVAL;
-    if (n >= UINT32_MAX / 2)
-        return -E2BIG;
-    for (size_t i = 0; i < n; i++)
-        if (!entries[i] || !entries_id_valid(entries[i]->id, strlen(entries[i]->id)))
-            return -EINVAL;
-    struct sort_key *keys = malloc((n ? n : 1) * sizeof(*keys));
-    struct entry **v = malloc((n ? n : 1) * sizeof(*v));
-    struct entry **by_id = malloc((n ? n : 1) * sizeof(*by_id));
-    if (!keys || !v || !by_id) {
-        free(keys);
+    unsigned char key[ENTRIES_KEY_LEN];
+    uint32_t *ent_off = malloc((n + 1) * sizeof(*ent_off));
+    uint32_t *hashes = NULL;
+    int r = entries_sodium_ready();
+    if (r == 0 && !ent_off)
+        r = -ENOMEM;
+    if (r == 0) {
+        ent_off[0] = 0;
+        for (size_t i = 0; i < n; i++)
+            ent_off[i + 1] = ent_off[i] + (uint32_t)v[i]->n_selectors;
+        hashes = malloc((ent_off[n] ? ent_off[n] : 1) * sizeof(*hashes));
+        if (!hashes)
+            r = -ENOMEM;
+    }
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            (void)entry_unref(v[i]);
         free(v);
         free(by_id);
-        return -ENOMEM;
+        free(ent_off);
+        return r;
     }
-    for (size_t i = 0; i < n; i++)
-        keys[i] = (struct sort_key){entries[i]->created_at, id_prefix(entries[i]->id), entries[i]};
-    qsort(keys, n, sizeof(*keys), cmp_key_id);
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && cmp_key_id(&keys[i - 1], &keys[i]) == 0) {
-            free(keys);
-            free(v);
-            free(by_id);
-            return -EEXIST;
-        }
-        by_id[i] = keys[i].e;
-    }
-    qsort(keys, n, sizeof(*keys), cmp_key_stable);
-    for (size_t i = 0; i < n; i++)
-        v[i] = entry_ref(keys[i].e);
-    free(keys);
-    return snapshot_index(v, by_id, n, ret);
+    randombytes_buf(key, sizeof(key));
+    for (size_t i = 0, k = 0; i < n; i++)
+        for (size_t j = 0; j < v[i]->n_selectors; j++, k++)
+            hashes[k] = entries_selector_hash(key, v[i]->selectors[j], strlen(v[i]->selectors[j]));
+    r = entries_snapshot_index(v, by_id, ent_off, hashes, n, key, ret);
+    sodium_memzero(key, sizeof(key));
+    free(hashes);
+    return r;
 }
 
 /* Where x goes in v (n entries ordered by cmp). */
@@ -370,25 +380,18 @@ static size_t insert_at(struct entry *const *v, size_t n, const struct entry *x,
     return lo;
 }
 
-static int entry_cmp_id(const struct entry *a, const struct entry *b)
+/* Where the entry with this id is, or would go, in s's id order. */
+static size_t by_id_at(const struct entries_snapshot *s, const char *id)
 {
-    return strcmp(a->id, b->id);
-}
-
-/* v = base minus gone (NULL: none) plus add (NULL: none), in the order
- * base is in; O(n) copying, O(log n) comparisons. */
-static void splice(struct entry **v, struct entry *const *base, size_t n, const struct entry *gone,
-                   struct entry *add, int (*cmp)(const struct entry *, const struct entry *))
-{
-    size_t at = add ? insert_at(base, n, add, cmp) : n;
-    size_t skip = gone ? insert_at(base, n, gone, cmp) : n; /* gone is in base */
-    size_t w = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (add && i == at)
-            v[w++] = add;
-        if (i < n && i != skip)
-            v[w++] = base[i];
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(s->entries[s->by_id[mid]]->id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return lo;
 }
 
 int entries_snapshot_derive(const struct entries_snapshot *base, struct entry *add,
@@ -397,7 +400,7 @@ int entries_snapshot_derive(const struct entries_snapshot *base, struct entry *a
     const struct entry *gone = NULL;
     size_t base_n = base ? base->n : 0;
 
-    if (!ret || (add && (!entries_id_valid(add->id, strlen(add->id)))))
+    if (!ret || (add && !entry_id_ok(add)))
         return -EINVAL;
     if (remove_id) {
         gone = entries_snapshot_find(base, remove_id);
@@ -408,24 +411,48 @@ int entries_snapshot_derive(const struct entries_snapshot *base, struct entry *a
         const struct entry *same = entries_snapshot_find(base, add->id);
         if (same && same != gone)
             return -EEXIST;
+        if (add->n_selectors == 0 || add->n_selectors > ENTRY_MAX_SELECTORS)
+            return -EINVAL;
     }
     size_t n = base_n - (gone ? 1 : 0) + (add ? 1 : 0);
+    if (n > ENTRIES_SNAPSHOT_MAX)
+        return -E2BIG;
     struct entry **v = malloc((n ? n : 1) * sizeof(*v));
-    struct entry **by_id = malloc((n ? n : 1) * sizeof(*by_id));
+    uint32_t *by_id = malloc((n ? n : 1) * sizeof(*by_id));
     if (!v || !by_id) {
         free(v);
         free(by_id);
         return -ENOMEM;
     }
-    if (base_n) {
-        splice(v, base->entries, base_n, gone, add, entry_cmp);
-        splice(by_id, base->by_id, base_n, gone, add, entry_cmp_id);
-    } else if (add) {
-        v[0] = by_id[0] = add;
+    /* The stable order: base's, without gone, with add at its place. Base
+     * position i moves to i + shift(i). */
+    size_t at = add ? insert_at(base_n ? base->entries : NULL, base_n, add, entry_cmp) : SIZE_MAX;
+    size_t skip = gone ? insert_at(base->entries, base_n, gone, entry_cmp) : SIZE_MAX;
+    size_t w = 0;
+    for (size_t i = 0; i <= base_n; i++) {
+        if (i == at)
+            v[w++] = add;
+        if (i < base_n && i != skip)
+            v[w++] = base->entries[i];
+    }
+    /* The id order: base's, renumbered, without gone, with add at its
+     * place. */
+    size_t id_at = add ? (base_n ? by_id_at(base, add->id) : 0) : SIZE_MAX;
+    size_t add_pos = add ? at - (skip < at ? 1 : 0) : 0;
+    w = 0;
+    for (size_t i = 0; i <= base_n; i++) {
+        if (i == id_at)
+            by_id[w++] = (uint32_t)add_pos;
+        if (i == base_n)
+            break;
+        size_t p = base->by_id[i];
+        if (p == skip)
+            continue;
+        by_id[w++] = (uint32_t)(p - (skip < p ? 1 : 0) + (at <= p ? 1 : 0));
     }
     for (size_t i = 0; i < n; i++)
         (void)entry_ref(v[i]);
-    return snapshot_index(v, by_id, n, ret);
+    return snapshot_index_hashing(v, by_id, n, ret);
 }
 
 struct entries_snapshot *entries_snapshot_ref(struct entries_snapshot *s)
@@ -457,43 +484,41 @@ const struct entry *entries_snapshot_find(const struct entries_snapshot *s, cons
 {
     if (!s || !id)
         return NULL;
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(id, s->by_id[mid]->id);
-        if (c == 0)
-            return s->by_id[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
+    size_t at = by_id_at(s, id);
+    if (at < s->n && strcmp(s->entries[s->by_id[at]]->id, id) == 0)
+        return s->entries[s->by_id[at]];
     return NULL;
 }
 
+/* An entry with the same selector set is listed under one of them (its
+ * rarest), so walking the postings of e's selectors visits it: at most
+ * every entry once, as the derive that follows a create costs anyway. */
 const struct entry *entries_snapshot_find_identity(const struct entries_snapshot *s,
                                                    const struct entry *e)
 {
-    uint64_t hashes[ENTRY_MAX_SELECTORS];
-    if (!s || !e || s->n == 0 || e->n_selectors > ENTRY_MAX_SELECTORS)
+    uint32_t ids[ENTRY_MAX_SELECTORS];
+    if (!s || !e || s->n == 0 || e->n_selectors == 0 || e->n_selectors > ENTRY_MAX_SELECTORS)
         return NULL;
     for (size_t i = 0; i < e->n_selectors; i++) {
-        size_t len = strlen(e->selectors[i]);
-        uint64_t h = snap_hash(s, e->selectors[i], len);
         /* A selector no entry holds: no entry has this identity. */
-        if (sel_lookup(s, e->selectors[i], len, h) == NONE)
+        ids[i] = sel_lookup(s, e->selectors[i], strlen(e->selectors[i]));
+        if (ids[i] == NONE)
             return NULL;
-        hashes[i] = h;
     }
-    uint64_t h = identity_hash(s, e->spiffe_id, hashes, e->n_selectors);
-    uint32_t tag = (uint32_t)(h >> 32);
-    for (size_t i = (size_t)h & s->id_mask;; i = (i + 1) & s->id_mask) {
-        const struct slot *sl = &s->id_table[i];
-        if (!sl->idx1)
-            return NULL;
-        if (sl->tag == tag && entry_same_identity(s->entries[sl->idx1 - 1], e))
-            return s->entries[sl->idx1 - 1];
+    /* Both lists in the entries' string order, so equal sets are equal
+     * lists. */
+    for (size_t i = 0; i < e->n_selectors; i++) {
+        for (uint32_t k = s->post_off[ids[i]]; k < s->post_off[ids[i] + 1]; k++) {
+            uint32_t idx = s->post[k];
+            uint32_t lo = s->ent_off[idx];
+            if (s->ent_off[idx + 1] - lo != e->n_selectors ||
+                memcmp(&s->ent_sels[lo], ids, e->n_selectors * sizeof(*ids)) != 0)
+                continue;
+            if (strcmp(s->entries[idx]->spiffe_id, e->spiffe_id) == 0)
+                return s->entries[idx];
+        }
     }
+    return NULL;
 }
 
 /* --- matching ------------------------------------------------------------ */
@@ -566,7 +591,7 @@ int entries_match(const struct entries_snapshot *s, const struct selector_set *w
     for (size_t i = 0; i < wn; i++) {
         const char *sel = workload->items[i];
         size_t len = strlen(sel);
-        uint32_t id = sel_lookup(s, sel, len, snap_hash(s, sel, len));
+        uint32_t id = sel_lookup(s, sel, len);
         if (id != NONE)
             wids[p++] = id;
     }

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,13 @@ static void usage(FILE *out)
             "  -V, --version            show the version\n");
 }
 
+/* store_load's callback, on the store's thread: the builder takes the
+ * entry. */
+static int main_add_entry(void *builder, struct entry *e)
+{
+    return entries_builder_add(builder, e);
+}
+
 /* Where plugins are when the config does not say: the install layout,
  * relative to this binary, so the build tree and an install both work. */
 static char *default_plugin_dir(void)
@@ -93,8 +101,7 @@ static void raise_file_limit(const struct config *cfg)
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
         log_warn("the file limit (%llu) cannot hold max_connections (%u, about %llu files); "
                  "raise it (LimitNOFILE=, ulimit -n) or lower max_connections",
-                 (unsigned long long)rl.rlim_cur, cfg->max_connections,
-                 (unsigned long long)need);
+                 (unsigned long long)rl.rlim_cur, cfg->max_connections, (unsigned long long)need);
 }
 
 static int ensure_data_dir(const char *dir, char *err, size_t err_len)
@@ -276,17 +283,21 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
-    struct entry **loaded = NULL;
+    /* The store hands each entry to the builder as it reads it. */
+    struct entries_builder *builder = NULL;
+    struct entries_snapshot *snap = NULL;
     size_t n_loaded = 0;
-    if (store_load(store, &loaded, &n_loaded, err, sizeof(err)) < 0) {
+    r = entries_builder_new(&builder);
+    if (r < 0) {
+        log_error("cannot load the entries: %s", strerror(-r));
+        goto out;
+    }
+    if (store_load(store, main_add_entry, builder, &n_loaded, err, sizeof(err)) < 0) {
+        builder = entries_builder_free(builder);
         log_error("%s", err);
         goto out;
     }
-    struct entries_snapshot *snap = NULL;
-    r = entries_snapshot_new(loaded, n_loaded, &snap);
-    for (size_t i = 0; i < n_loaded; i++)
-        entry_unref(loaded[i]);
-    free(loaded);
+    r = entries_builder_finish(builder, &snap);
     if (r == 0 && entries_registry_new(snap, &registry) < 0) {
         snap = entries_snapshot_unref(snap);
         r = -ENOMEM;
@@ -297,6 +308,9 @@ int main(int argc, char **argv)
         goto out;
     }
     admin_ready = true;
+    /* The load's temporaries (the builder's arrays, the sorts' keys) were
+     * freed between allocations that stay: give those pages back. */
+    (void)malloc_trim(0);
     log_info("loaded %zu entries from %s/%s", n_loaded, cfg->data_dir, STORE_FILE);
 
     plugin_dir = cfg->plugin_dir ? strdup(cfg->plugin_dir) : default_plugin_dir();
@@ -330,8 +344,7 @@ int main(int argc, char **argv)
 
     /* A key past key_rotation while the agent was down is replaced now. */
     admin_maintain_keys(&admin, (int64_t)time(NULL));
-    if (server_new(cfg, attest, &admin, registry, keys, &features, &server, err, sizeof(err)) <
-        0) {
+    if (server_new(cfg, attest, &admin, registry, keys, &features, &server, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
     }

@@ -15,18 +15,43 @@ static bool fail(char *err, size_t err_len, const char *what)
     return false;
 }
 
+/* What a byte may be: part of a type ([a-z0-9_-]), part of a key
+ * (printable ASCII but space and ':'). A table, because every selector of
+ * every stored entry is checked again at each start. */
+enum { SEL_TYPE = 1, SEL_KEY = 2 };
+static const unsigned char selector_class[256] = {
+    [0x21 ... 0x2c] = SEL_KEY,
+    ['-'] = SEL_KEY | SEL_TYPE,
+    [0x2e ... 0x2f] = SEL_KEY,
+    ['0' ... '9'] = SEL_KEY | SEL_TYPE,
+    /* ':' ends a type or a key */
+    [0x3b ... 0x5e] = SEL_KEY,
+    ['_'] = SEL_KEY | SEL_TYPE,
+    ['`'] = SEL_KEY,
+    ['a' ... 'z'] = SEL_KEY | SEL_TYPE,
+    [0x7b ... 0x7e] = SEL_KEY,
+};
+
+static bool selector_type_char(unsigned char c)
+{
+    return selector_class[c] & SEL_TYPE;
+}
+
+static bool selector_key_char(unsigned char c)
+{
+    return selector_class[c] & SEL_KEY;
+}
+
 bool selector_type_valid(const char *type, size_t len, char *err, size_t err_len)
 {
     if (len == 0)
         return fail(err, err_len, "selector type is empty");
     if (len > SOCKID_SELECTOR_TYPE_MAX)
         return fail(err, err_len, "selector type is longer than 32 bytes");
-    for (size_t i = 0; i < len; i++) {
-        char c = type[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    for (size_t i = 0; i < len; i++)
+        if (!selector_type_char((unsigned char)type[i]))
             return fail(err, err_len,
                         "selector type may hold only lowercase letters, digits, '_' and '-'");
-    }
     return true;
 }
 
@@ -36,12 +61,10 @@ bool selector_key_valid(const char *key, size_t len, char *err, size_t err_len)
         return fail(err, err_len, "selector key is empty");
     if (len > SOCKID_SELECTOR_KEY_MAX)
         return fail(err, err_len, "selector key is longer than 64 bytes");
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if (c <= 0x20 || c >= 0x7f || c == ':')
+    for (size_t i = 0; i < len; i++)
+        if (!selector_key_char((unsigned char)key[i]))
             return fail(err, err_len,
                         "selector key may hold only printable ASCII without spaces or ':'");
-    }
     return true;
 }
 
@@ -51,23 +74,42 @@ bool selector_value_valid(const char *value, size_t len, char *err, size_t err_l
         return fail(err, err_len, "selector value is empty");
     if (len > SOCKID_SELECTOR_VALUE_MAX)
         return fail(err, err_len, "selector value is longer than 1024 bytes");
-    const unsigned char *p = (const unsigned char *)value;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = text_utf8_seq(p + i, len - i, &cp);
-        if (n == 0)
-            return fail(err, err_len, "selector value is not valid UTF-8");
-        /* C0, DEL and C1 (U+009B alone starts a terminal escape sequence on
-         * an operator's screen). */
-        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-            return fail(err, err_len, "selector value holds a control character");
-        i += n;
-    }
-    return true;
+    /* No C0, DEL or C1 (U+009B alone starts a terminal escape sequence on
+     * an operator's screen). */
+    size_t ok = text_printable_span(value, len);
+    if (ok == len)
+        return true;
+    if (text_utf8_seq((const unsigned char *)value + ok, len - ok, NULL) == 0)
+        return fail(err, err_len, "selector value is not valid UTF-8");
+    return fail(err, err_len, "selector value holds a control character");
+}
+
+/* The parts' checks in one pass, without messages: entries are checked
+ * again at every start, so this runs for every selector of every stored
+ * entry. A type or key ends at its first ':', as in selector_valid. */
+static bool selector_valid_fast(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len && selector_type_char(p[i]))
+        i++;
+    if (i == 0 || i > SOCKID_SELECTOR_TYPE_MAX || i == len || p[i] != ':')
+        return false;
+    size_t key = ++i;
+    while (i < len && selector_key_char(p[i]))
+        i++;
+    if (i == key || i - key > SOCKID_SELECTOR_KEY_MAX || i == len || p[i] != ':')
+        return false;
+    size_t value = ++i;
+    return len - value >= 1 && len - value <= SOCKID_SELECTOR_VALUE_MAX &&
+           text_printable_span(s + value, len - value) == len - value;
 }
 
 bool selector_valid(const char *s, size_t len, char *err, size_t err_len)
 {
+    if (selector_valid_fast(s, len))
+        return true;
+    /* Invalid: find which part, for the message. */
     const char *c1 = memchr(s, ':', len);
     if (!c1)
         return fail(err, err_len, "selector must be type:key:value (no ':' found)");
@@ -76,9 +118,11 @@ bool selector_valid(const char *s, size_t len, char *err, size_t err_len)
     const char *c2 = memchr(rest, ':', rest_len);
     if (!c2)
         return fail(err, err_len, "selector must be type:key:value (only one ':' found)");
-    return selector_type_valid(s, (size_t)(c1 - s), err, err_len) &&
-           selector_key_valid(rest, (size_t)(c2 - rest), err, err_len) &&
-           selector_value_valid(c2 + 1, len - (size_t)(c2 + 1 - s), err, err_len);
+    if (selector_type_valid(s, (size_t)(c1 - s), err, err_len) &&
+        selector_key_valid(rest, (size_t)(c2 - rest), err, err_len) &&
+        selector_value_valid(c2 + 1, len - (size_t)(c2 + 1 - s), err, err_len))
+        return fail(err, err_len, "selector is not valid"); /* unreachable: the passes agree */
+    return false;
 }
 
 int selector_format(char *out, size_t cap, const char *type, const char *key, const char *value)
@@ -105,8 +149,7 @@ void selector_set_clear(struct selector_set *set)
     set->used = 0;
 }
 
-int selector_set_add(struct selector_set *set, const char *type, const char *key,
-                     const char *value)
+int selector_set_add(struct selector_set *set, const char *type, const char *key, const char *value)
 {
     if (set->n >= SELECTOR_SET_MAX)
         return -E2BIG;

@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,13 +105,39 @@ static bool store_entry_ok(const struct entry *e)
     return e->revision <= INT64_MAX;
 }
 
-/* Writes the rows of one entry inside the caller's transaction. */
-static int store_insert_rows(struct store *st, const struct entry *e, const uint8_t *key,
-                             const char *const *sel, size_t n_sel, const char *const *aud,
-                             size_t n_aud, char *err, size_t err_len)
+/* The block of n strings, each followed by a NUL, as stored (see
+ * store_schema.c); the caller frees it. */
+static char *store_block(const char *const *items, size_t n, size_t *ret_len)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(items[i]) + 1;
+    char *block = malloc(len ? len : 1);
+    if (!block)
+        return NULL;
+    char *p = block;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(items[i]) + 1;
+        memcpy(p, items[i], l);
+        p += l;
+    }
+    *ret_len = len;
+    return block;
+}
+
+/* Writes the row of one entry inside the caller's transaction. */
+static int store_insert_row(struct store *st, const struct entry *e, const uint8_t *key,
+                            const char *const *sel, size_t n_sel, const char *const *aud,
+                            size_t n_aud, char *err, size_t err_len)
 {
     sqlite3_stmt *s = st->stmt[STMT_INSERT_ENTRY];
-    int rc = sqlite3_bind_blob(s, 1, e->id, ENTRY_ID_LEN, SQLITE_STATIC);
+    size_t sel_len = 0, aud_len = 0;
+    char *sel_block = store_block(sel, n_sel, &sel_len);
+    char *aud_block = store_block(aud, n_aud, &aud_len);
+    int r, rc = SQLITE_NOMEM;
+    if (!sel_block || !aud_block)
+        goto out;
+    rc = sqlite3_bind_blob(s, 1, e->id, ENTRY_ID_LEN, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = store_bind_str(s, 2, e->spiffe_id);
     if (rc == SQLITE_OK)
@@ -122,32 +150,16 @@ static int store_insert_rows(struct store *st, const struct entry *e, const uint
         rc = sqlite3_bind_int64(s, 6, e->created_at);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 7, (int64_t)e->revision);
-    if (rc != SQLITE_OK) {
-        (void)sqlite3_clear_bindings(s);
-        return store_fail(st, rc, err, err_len);
-    }
-    int r = store_exec(st, s, err, err_len);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob64(s, 8, sel_block, sel_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob64(s, 9, aud_block, aud_len, SQLITE_STATIC);
+out:
+    r = rc == SQLITE_OK ? store_exec(st, s, err, err_len) : store_fail(st, rc, err, err_len);
     (void)sqlite3_clear_bindings(s);
-    if (r < 0)
-        return r;
-
-    sqlite3_int64 seq = sqlite3_last_insert_rowid(st->db);
-    for (int table = 0; table < 2; table++) {
-        s = st->stmt[table == 0 ? STMT_INSERT_SELECTOR : STMT_INSERT_AUDIENCE];
-        const char *const *items = table == 0 ? sel : aud;
-        size_t n = table == 0 ? n_sel : n_aud;
-        for (size_t i = 0; i < n; i++) {
-            rc = sqlite3_bind_int64(s, 1, seq);
-            if (rc == SQLITE_OK)
-                rc = store_bind_str(s, 2, items[i]);
-            r = rc == SQLITE_OK ? store_exec(st, s, err, err_len)
-                                : store_fail(st, rc, err, err_len);
-            (void)sqlite3_clear_bindings(s);
-            if (r < 0)
-                return r;
-        }
-    }
-    return 0;
+    free(sel_block);
+    free(aud_block);
+    return r;
 }
 
 /* Looks up the id of the entry with this identity: 0 with ret_id set, 1 when
@@ -235,7 +247,7 @@ int store_insert(struct store *st, const struct entry *e, char *existing_id, cha
     }
     if (r < 0)
         goto fail;
-    r = store_insert_rows(st, e, key, sel, n_sel, aud, n_aud, err, err_len);
+    r = store_insert_row(st, e, key, sel, n_sel, aud, n_aud, err, err_len);
     if (r < 0)
         goto fail;
     r = store_exec(st, st->stmt[STMT_COMMIT], err, err_len);
@@ -277,229 +289,317 @@ int store_delete(struct store *st, const char *id, char *err, size_t err_len)
 
 /* --- loading ------------------------------------------------------------- */
 
-/* Per-entry scratch: the NUL-terminated copies entry_from_parts reads. */
-struct store_scratch {
-    char *buf;
+/* Loading is a pipeline of two threads: the caller's steps SQLite and
+ * copies each row's columns into a batch; a builder thread validates the
+ * rows, builds their entries (entry_from_stored) and hands them to the
+ * caller's callback, which costs about as much as the scan. Batches go
+ * round a ring of STORE_RING; the builder takes them in order, so entries
+ * keep the rows' order. The builder stops at the first row it refuses; the
+ * scan stops at the next batch. A file of one batch, or a process that
+ * cannot start a thread, has the caller build each batch itself. */
+#define STORE_BATCH_ROWS 256
+#define STORE_RING       4
+
+/* A row copied out of SQLite: its blobs as offsets into the batch's
+ * bytes (which move as they grow). */
+struct store_row {
+    sqlite3_int64 seq;
+    int64_t ttl, created_at, revision;
+    size_t off[5], len[5]; /* id, SPIFFE ID, hint, selectors, audiences */
+    bool hint;
+};
+
+enum { ROW_ID, ROW_SPIFFE_ID, ROW_HINT, ROW_SELECTORS, ROW_AUDIENCES };
+
+struct store_batch {
+    size_t n;
+    struct store_row rows[STORE_BATCH_ROWS];
+    char *bytes;
     size_t len, cap;
 };
 
-/* Appends a NUL-terminated copy of a column; returns its offset or -1. */
-static int store_scratch_add(struct store_scratch *sc, sqlite3_stmt *s, int col, size_t *ret_off)
-{
-    const void *p = sqlite3_column_blob(s, col);
-    size_t n = (size_t)sqlite3_column_bytes(s, col);
-    if (p && memchr(p, '\0', n))
-        return -EUCLEAN; /* entry_from_parts would see a shorter string */
-    if (sc->len + n + 1 > sc->cap) {
-        size_t cap = sc->cap ? sc->cap : 4096;
-        while (cap < sc->len + n + 1)
-            cap *= 2;
-        char *b = realloc(sc->buf, cap);
-        if (!b)
-            return -ENOMEM;
-        sc->buf = b;
-        sc->cap = cap;
-    }
-    if (n)
-        memcpy(sc->buf + sc->len, p, n);
-    sc->buf[sc->len + n] = '\0';
-    *ret_off = sc->len;
-    sc->len += n + 1;
-    return 0;
-}
-
-/* A child table cursor: its statement and whether it is on a row. */
-struct store_child {
-    sqlite3_stmt *s;
-    int rc;
+struct store_loader {
+    const struct store *st;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct store_batch ring[STORE_RING];
+    size_t filled, built; /* batches handed over, and taken back */
+    bool done;            /* no batch will follow */
+    bool stop;            /* the builder refused a row: stop scanning */
+    bool threaded;        /* the builder runs (from the second batch on) */
+    pthread_t builder;
+    int (*add)(void *ctx, struct entry *e);
+    void *ctx;
+    /* The builder's, read by the caller after joining it. */
+    size_t n; /* entries handed to add */
+    int r;
+    char err[512];
 };
 
-/* Copies the child rows of entry seq (at most max) into sc, their offsets
- * into off. A row for an entry before seq is an orphan: corrupt. */
-static int store_child_collect(struct store *st, struct store_child *c, sqlite3_int64 seq,
-                               struct store_scratch *sc, size_t *off, size_t max, size_t *ret_n,
-                               char *err, size_t err_len)
+/* Appends a blob's bytes to the batch. */
+static int store_batch_add(struct store_batch *b, sqlite3_value *v, size_t *ret_off,
+                           size_t *ret_len)
 {
-    size_t n = 0;
-    while (c->rc == SQLITE_ROW) {
-        sqlite3_int64 owner = sqlite3_column_int64(c->s, 0);
-        if (owner < seq)
-            return store_corrupt(st, err, err_len);
-        if (owner > seq)
-            break;
-        if (n == max)
-            return -E2BIG;
-        int r = store_scratch_add(sc, c->s, 1, &off[n]);
-        if (r < 0)
-            return r;
-        n++;
-        c->rc = sqlite3_step(c->s);
+    const void *p = sqlite3_value_blob(v);
+    size_t n = (size_t)sqlite3_value_bytes(v);
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64 * 1024;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *bytes = realloc(b->bytes, cap);
+        if (!bytes)
+            return -ENOMEM;
+        b->bytes = bytes;
+        b->cap = cap;
     }
-    if (c->rc != SQLITE_ROW && c->rc != SQLITE_DONE)
-        return store_fail(st, c->rc, err, err_len);
-    *ret_n = n;
+    if (n)
+        memcpy(b->bytes + b->len, p, n);
+    *ret_off = b->len;
+    *ret_len = n;
+    b->len += n;
     return 0;
 }
 
-static int store_entry_cmp(const void *a, const void *b)
+/* Copies the statement's current row into the batch. The scan is what a
+ * load waits for, so calls into SQLite are spared: each column is fetched
+ * once, as a value, and read from there (SQLite calls such values
+ * unprotected: they are safe where only one thread uses the connection, as
+ * this one does); most entries have no hint (NULL) and no audiences (an
+ * empty blob). */
+static int store_row_copy(struct store_batch *b, sqlite3_stmt *s)
 {
-    return entry_cmp(*(struct entry *const *)a, *(struct entry *const *)b);
+    struct store_row *row = &b->rows[b->n];
+    static const int cols[5] = {STORE_COL_ID, STORE_COL_SPIFFE_ID, STORE_COL_HINT,
+                                STORE_COL_SELECTORS, STORE_COL_AUDIENCES};
+    row->seq = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_SEQ));
+    row->ttl = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_TTL));
+    row->created_at = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_CREATED_AT));
+    row->revision = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_REVISION));
+    for (int i = 0; i < 5; i++) {
+        sqlite3_value *v = sqlite3_column_value(s, cols[i]);
+        if (i == ROW_HINT)
+            row->hint = sqlite3_value_type(v) != SQLITE_NULL;
+        if ((i == ROW_HINT && !row->hint) || (i == ROW_AUDIENCES && sqlite3_value_bytes(v) == 0)) {
+            row->off[i] = row->len[i] = 0;
+            continue;
+        }
+        int r = store_batch_add(b, v, &row->off[i], &row->len[i]);
+        if (r < 0)
+            return r;
+    }
+    b->n++;
+    return 0;
 }
 
-/* Builds the entry on the current row of the entries cursor. */
-static int store_load_one(struct store *st, sqlite3_stmt *s, struct store_child *sel_c,
-                          struct store_child *aud_c, struct store_scratch *sc, struct entry **ret,
-                          char *err, size_t err_len)
+/* Builds the entry of a copied row; on failure a message that names the
+ * entry (once its id is known to be one) or the row. */
+static int store_row_build(const struct store *st, const struct store_batch *b,
+                           const struct store_row *row, struct entry **ret, char *err,
+                           size_t err_len)
 {
-    size_t sel_off[ENTRY_MAX_SELECTORS], aud_off[ENTRY_MAX_AUDIENCES];
-    const char *sel[ENTRY_MAX_SELECTORS], *aud[ENTRY_MAX_AUDIENCES];
-    size_t id_off, spiffe_off, hint_off = 0, n_sel = 0, n_aud = 0;
-    char id[ENTRY_ID_LEN + 1];
-    char why[256];
-    int r;
-
-    sqlite3_int64 seq = sqlite3_column_int64(s, 0);
-    sc->len = 0;
-    r = store_scratch_add(sc, s, 1, &id_off);
+    const char *id = b->bytes + row->off[ROW_ID];
+    char why[256] = "";
+    int r = -EINVAL;
+    struct entry_stored in = {
+        .id = id,
+        .id_len = row->len[ROW_ID],
+        .spiffe_id = b->bytes + row->off[ROW_SPIFFE_ID],
+        .spiffe_id_len = row->len[ROW_SPIFFE_ID],
+        .selectors = b->bytes + row->off[ROW_SELECTORS],
+        .selectors_len = row->len[ROW_SELECTORS],
+        .audiences = b->bytes + row->off[ROW_AUDIENCES],
+        .audiences_len = row->len[ROW_AUDIENCES],
+        .hint = row->hint ? b->bytes + row->off[ROW_HINT] : NULL,
+        .hint_len = row->len[ROW_HINT],
+        .ttl = (uint32_t)row->ttl,
+        .created_at = row->created_at,
+        .revision = (uint64_t)row->revision,
+    };
+    /* The columns are checked on insert; a damaged file may hold anything. */
+    if (row->ttl >= 0 && row->ttl <= UINT32_MAX && row->revision >= 0)
+        r = entry_from_stored(&in, ret, why, sizeof(why));
+    else
+        (void)snprintf(why, sizeof(why), "a field is malformed");
+    if (r == 0)
+        return 0;
     if (r == -ENOMEM) {
         store_set_err(err, err_len, "out of memory");
         return r;
     }
-    if (r < 0 || !entries_id_valid(sc->buf + id_off, strlen(sc->buf + id_off))) {
+    if (!entries_id_valid(in.id, in.id_len))
         store_set_err(err, err_len,
                       "%s holds an entry (row %lld) with a malformed id: restore the file from a "
                       "backup or move it aside",
-                      st->path, (long long)seq);
-        return -EUCLEAN;
-    }
-    memcpy(id, sc->buf + id_off, sizeof(id));
-
-    int64_t ttl = sqlite3_column_int64(s, 3);
-    int64_t revision = sqlite3_column_int64(s, 6);
-    if (sqlite3_column_type(s, 2) == SQLITE_NULL || ttl < 0 || ttl > UINT32_MAX || revision < 0) {
-        r = -EUCLEAN;
-        goto bad;
-    }
-    r = store_scratch_add(sc, s, 2, &spiffe_off);
-    if (r == 0 && sqlite3_column_type(s, 4) != SQLITE_NULL)
-        r = store_scratch_add(sc, s, 4, &hint_off);
-    if (r == 0)
-        r = store_child_collect(st, sel_c, seq, sc, sel_off, ENTRY_MAX_SELECTORS, &n_sel, err,
-                                err_len);
-    if (r == 0)
-        r = store_child_collect(st, aud_c, seq, sc, aud_off, ENTRY_MAX_AUDIENCES, &n_aud, err,
-                                err_len);
-    if (r < 0)
-        goto bad;
-
-    for (size_t i = 0; i < n_sel; i++)
-        sel[i] = sc->buf + sel_off[i];
-    for (size_t i = 0; i < n_aud; i++)
-        aud[i] = sc->buf + aud_off[i];
-    why[0] = '\0';
-    r = entry_from_parts(id, sc->buf + spiffe_off, sel, n_sel, (uint32_t)ttl, aud, n_aud,
-                         sqlite3_column_type(s, 4) == SQLITE_NULL ? NULL : sc->buf + hint_off,
-                         sqlite3_column_int64(s, 5), (uint64_t)revision, ret, why, sizeof(why));
-    if (r == -ENOMEM) {
-        store_set_err(err, err_len, "out of memory");
-        return r;
-    }
-    if (r < 0) {
+                      st->path, (long long)row->seq);
+    else
         store_set_err(
             err, err_len,
-            "entry %s in %s is not valid: %s: restore the file from a backup or move it aside", id,
-            st->path, why[0] ? why : "refused");
-        return -EUCLEAN;
+            "entry %.*s in %s is not valid: %s: restore the file from a backup or move it aside",
+            (int)ENTRY_ID_LEN, id, st->path, why[0] ? why : "refused");
+    return -EUCLEAN;
+}
+
+/* Builds a batch's entries and hands them over: the builder's work. */
+static int store_batch_build(struct store_loader *ld, const struct store_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct entry *e = NULL;
+        int r = store_row_build(ld->st, b, &b->rows[i], &e, ld->err, sizeof(ld->err));
+        if (r < 0)
+            return r;
+        char id[ENTRY_ID_LEN + 1];
+        memcpy(id, e->id, sizeof(id));
+        r = ld->add(ld->ctx, e);
+        if (r < 0) {
+            if (r == -ENOMEM)
+                store_set_err(ld->err, sizeof(ld->err), "out of memory");
+            else
+                store_set_err(ld->err, sizeof(ld->err), "cannot load entry %s from %s: %s", id,
+                              ld->st->path, strerror(-r));
+            return r;
+        }
+        ld->n++;
     }
     return 0;
-bad:
-    if (r == -ENOMEM) {
-        store_set_err(err, err_len, "out of memory");
-    } else if (r == -EUCLEAN || r == -E2BIG) {
-        store_set_err(err, err_len,
-                      "entry %s in %s is not valid: a field is malformed or has too many values: "
-                      "restore the file from a backup or move it aside",
-                      id, st->path);
-        r = -EUCLEAN;
+}
+
+static void *store_builder(void *arg)
+{
+    struct store_loader *ld = arg;
+    (void)pthread_mutex_lock(&ld->lock);
+    for (;;) {
+        while (ld->built == ld->filled && !ld->done)
+            (void)pthread_cond_wait(&ld->changed, &ld->lock);
+        if (ld->built == ld->filled)
+            break; /* done, and nothing left */
+        struct store_batch *b = &ld->ring[ld->built % STORE_RING];
+        (void)pthread_mutex_unlock(&ld->lock);
+        int r = ld->r < 0 ? ld->r : store_batch_build(ld, b);
+        (void)pthread_mutex_lock(&ld->lock);
+        if (r < 0) {
+            ld->r = r;
+            ld->stop = true;
+        }
+        ld->built++;
+        (void)pthread_cond_broadcast(&ld->changed);
     }
+    (void)pthread_mutex_unlock(&ld->lock);
+    return NULL;
+}
+
+/* The scan: fills batches and hands them to the builder, which starts
+ * when a second batch is coming (a file of a few entries needs no thread);
+ * without one, builds them here. Returns an SQLite failure; the builder's
+ * are in ld->r. */
+static int store_scan(struct store *st, struct store_loader *ld, char *err, size_t err_len)
+{
+    bool tried = false;
+    sqlite3_stmt *s = st->stmt[STMT_LOAD_ENTRIES];
+    struct store_batch *b = NULL;
+    int r = 0, rc;
+    for (;;) {
+        if (!b) {
+            (void)pthread_mutex_lock(&ld->lock);
+            while (ld->filled - ld->built == STORE_RING && !ld->stop)
+                (void)pthread_cond_wait(&ld->changed, &ld->lock);
+            bool stop = ld->stop;
+            (void)pthread_mutex_unlock(&ld->lock);
+            if (stop)
+                break;
+            b = &ld->ring[ld->filled % STORE_RING];
+            b->n = b->len = 0;
+        }
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            r = store_row_copy(b, s);
+            if (r < 0) {
+                store_set_err(err, err_len, "out of memory");
+                break;
+            }
+            if (b->n < STORE_BATCH_ROWS)
+                continue;
+        } else if (rc != SQLITE_DONE) {
+            r = store_fail(st, rc, err, err_len);
+            break;
+        }
+        /* A full batch, or the last one. */
+        if (!tried && rc == SQLITE_ROW) {
+            tried = true;
+            ld->threaded = pthread_create(&ld->builder, NULL, store_builder, ld) == 0;
+        }
+        if (ld->threaded) {
+            (void)pthread_mutex_lock(&ld->lock);
+            ld->filled++;
+            (void)pthread_cond_broadcast(&ld->changed);
+            (void)pthread_mutex_unlock(&ld->lock);
+        } else {
+            ld->filled++;
+            if (ld->r == 0)
+                ld->r = store_batch_build(ld, b);
+            ld->built++;
+            ld->stop = ld->r < 0;
+        }
+        b = NULL;
+        if (rc == SQLITE_DONE)
+            break;
+    }
+    (void)sqlite3_reset(s);
     return r;
 }
 
-int store_load(struct store *st, struct entry ***ret, size_t *ret_n, char *err, size_t err_len)
+int store_load(struct store *st, int (*add)(void *ctx, struct entry *e), void *ctx, size_t *ret_n,
+               char *err, size_t err_len)
 {
-    struct store_scratch sc = {0};
-    struct store_child sel_c = {0}, aud_c = {0};
-    struct entry **list = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *s = NULL;
-    int r, rc;
+    struct store_loader *ld = NULL;
+    int r;
 
-    if (!st || !ret || !ret_n)
+    if (!st || !add)
         return -EINVAL;
-    /* One read transaction: the three cursors see the same state. */
+    ld = calloc(1, sizeof(*ld));
+    if (!ld) {
+        store_set_err(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    ld->st = st;
+    ld->add = add;
+    ld->ctx = ctx;
+    if (pthread_mutex_init(&ld->lock, NULL) != 0) {
+        free(ld);
+        store_set_err(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&ld->changed, NULL) != 0) {
+        (void)pthread_mutex_destroy(&ld->lock);
+        free(ld);
+        store_set_err(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
     r = store_exec(st, st->stmt[STMT_BEGIN], err, err_len);
     if (r < 0)
-        return r;
-
-    s = st->stmt[STMT_LOAD_ENTRIES];
-    sel_c.s = st->stmt[STMT_LOAD_SELECTORS];
-    aud_c.s = st->stmt[STMT_LOAD_AUDIENCES];
-    sel_c.rc = sqlite3_step(sel_c.s);
-    aud_c.rc = sqlite3_step(aud_c.s);
-
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            struct entry **l = realloc(list, ncap * sizeof(*l));
-            if (!l) {
-                store_set_err(err, err_len, "out of memory");
-                r = -ENOMEM;
-                goto out;
-            }
-            list = l;
-            cap = ncap;
-        }
-        r = store_load_one(st, s, &sel_c, &aud_c, &sc, &list[n], err, err_len);
-        if (r < 0)
-            goto out;
-        n++;
-    }
-    if (rc != SQLITE_DONE) {
-        r = store_fail(st, rc, err, err_len);
         goto out;
+    r = store_scan(st, ld, err, err_len);
+    if (ld->threaded) {
+        (void)pthread_mutex_lock(&ld->lock);
+        ld->done = true;
+        (void)pthread_cond_broadcast(&ld->changed);
+        (void)pthread_mutex_unlock(&ld->lock);
+        (void)pthread_join(ld->builder, NULL);
     }
-    /* Rows left over belong to no entry; a failed step is an error too. */
-    if (sel_c.rc == SQLITE_ROW || aud_c.rc == SQLITE_ROW) {
-        r = store_corrupt(st, err, err_len);
-        goto out;
+    /* A refused row comes before any row the scan failed on. */
+    if (ld->r < 0) {
+        r = ld->r;
+        store_set_err(err, err_len, "%s", ld->err);
     }
-    if (sel_c.rc != SQLITE_DONE || aud_c.rc != SQLITE_DONE) {
-        r = store_fail(st, sel_c.rc != SQLITE_DONE ? sel_c.rc : aud_c.rc, err, err_len);
-        goto out;
-    }
-    if (!list && !(list = malloc(sizeof(*list)))) { /* never NULL on success */
-        store_set_err(err, err_len, "out of memory");
-        r = -ENOMEM;
-        goto out;
-    }
-    if (n > 1)
-        qsort(list, n, sizeof(*list), store_entry_cmp);
-    r = 0;
-out:
-    (void)sqlite3_reset(s);
-    (void)sqlite3_reset(sel_c.s);
-    (void)sqlite3_reset(aud_c.s);
     if (r == 0)
         r = store_exec(st, st->stmt[STMT_COMMIT], err, err_len);
+out:
     store_rollback(st);
-    free(sc.buf);
-    if (r < 0) {
-        for (size_t i = 0; i < n; i++)
-            (void)entry_unref(list[i]);
-        free(list);
-        return r;
-    }
-    *ret = list;
-    *ret_n = n;
-    return 0;
+    for (size_t i = 0; i < STORE_RING; i++)
+        free(ld->ring[i].bytes);
+    (void)pthread_cond_destroy(&ld->changed);
+    (void)pthread_mutex_destroy(&ld->lock);
+    if (r == 0 && ret_n)
+        *ret_n = ld->n;
+    free(ld);
+    return r;
 }

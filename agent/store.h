@@ -14,8 +14,8 @@
 
 #include "entries.h"
 
-#define STORE_FILE "entries.db"
-#define STORE_SCHEMA_VERSION 1
+#define STORE_FILE           "entries.db"
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -32,18 +32,24 @@ __attribute__((warn_unused_result)) int store_open(const char *data_dir, struct 
 /* Closes; accepts NULL; returns NULL. */
 struct store *store_close(struct store *st);
 
-/* Every entry, in the stable order (oldest first, id as tie-break); the
- * caller owns one reference to each and the array (free()). An entry that
- * fails validation on load is an error naming its id (-EUCLEAN). */
-__attribute__((warn_unused_result)) int store_load(struct store *st, struct entry ***ret,
-                                                   size_t *ret_n, char *err, size_t err_len);
+/* Reads every entry, in the file's order (the order of insertion), and
+ * hands each to add with one reference, which add takes whatever it
+ * returns. The entries are built, and add is called, on a thread of the
+ * store's while store_load waits: add runs alone, in order, but not on the
+ * caller's thread. A negative return from add stops the load and is
+ * returned. Every entry is validated again as it is read, as entry_new
+ * validated it (entry_from_stored); one that fails is an error naming its
+ * id (-EUCLEAN). *ret_n (may be NULL): how many were handed over. */
+__attribute__((warn_unused_result)) int store_load(struct store *st,
+                                                   int (*add)(void *ctx, struct entry *e),
+                                                   void *ctx, size_t *ret_n, char *err,
+                                                   size_t err_len);
 
 /* Inserts e durably. -EEXIST when an entry with the same SPIFFE ID and
  * selector set exists (its id is written to existing_id, which has room
  * for ENTRY_ID_LEN + 1 bytes) or when e's id is taken (e's own id). */
 __attribute__((warn_unused_result)) int store_insert(struct store *st, const struct entry *e,
-                                                     char *existing_id, char *err,
-                                                     size_t err_len);
+                                                     char *existing_id, char *err, size_t err_len);
 
 /* Deletes the entry with id durably. -ENOENT when there is none. */
 __attribute__((warn_unused_result)) int store_delete(struct store *st, const char *id, char *err,

@@ -22,19 +22,25 @@
  * the agent runs.
  *
  * Schema. Tables are STRICT, every string is a BLOB bound with its length,
- * so bytes round-trip exactly and nothing is ever parsed as text. Entries
- * have an internal integer key (seq) that the selector and audience tables
- * reference, so a load is three scans in key order merged in one pass, with
- * no sort inside SQLite and no lookup per entry; the result is then sorted
- * in the stable order with entry_cmp. identity_key is the SHA-256 of
+ * so bytes round-trip exactly and nothing is ever parsed as text. One row
+ * per entry, keyed by an internal integer (seq, the order of insertion):
+ * its selectors are one BLOB, the strings sorted and unique, each followed
+ * by a NUL byte (a selector cannot hold one); its audiences likewise. A
+ * load is then one scan in key order, one step per entry, with no sort
+ * inside SQLite (the snapshot puts entries in the stable order). Version 1
+ * kept selectors and audiences in two child tables, a row each: a load
+ * was three scans merged, and a step per selector. identity_key is the
+ * SHA-256 of
  *   u32be(len(spiffe_id)) spiffe_id u32be(n) { u32be(len(sel)) sel }
  * over the sorted, unique selectors: "same SPIFFE ID and same selector set"
  * is one unique index. Changing that encoding needs a migration.
  *
  * Migrations. store_migrations[v - 1] takes a database from version v - 1
- * to v, each in its own transaction together with the version bump. A file
- * with a newer version is refused; a file with tables but without ours, or
- * with another application_id, is not a sockid database. */
+ * to v, each in its own transaction together with the version bump; a
+ * step that SQL alone cannot do (version 2 packs the child rows into
+ * blocks) runs in C inside it. A file with a newer version is refused; a
+ * file with tables but without ours, or with another application_id, is
+ * not a sockid database. */
 #define _GNU_SOURCE /* asprintf */
 #include "store.h"
 #include "store_internal.h"
@@ -58,39 +64,139 @@
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_APPLICATION_ID  0x736f636b /* "sock" */
 
-static const char *const store_migrations[] = {
+/* A migration: SQL, then (when there is one) a conversion in C, then
+ * more SQL; all in the transaction that bumps the version. */
+struct store_migration {
+    const char *sql;
+    int (*convert)(struct store *st, char *err, size_t err_len);
+    const char *after;
+};
+
+static int store_pack_children(struct store *st, char *err, size_t err_len);
+
+static const struct store_migration store_migrations[] = {
     /* 1: the first schema. */
-    "PRAGMA application_id = 1936679787;" /* STORE_APPLICATION_ID */
-    "CREATE TABLE schema_version ("
-    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-    "  version INTEGER NOT NULL"
-    ") STRICT;"
-    "INSERT INTO schema_version (id, version) VALUES (1, 0);"
-    "CREATE TABLE entries ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  id BLOB NOT NULL UNIQUE,"
-    "  spiffe_id BLOB NOT NULL,"
-    "  identity_key BLOB NOT NULL UNIQUE,"
-    "  ttl INTEGER NOT NULL CHECK (ttl BETWEEN 0 AND 4294967295),"
-    "  hint BLOB,"
-    "  created_at INTEGER NOT NULL,"
-    "  revision INTEGER NOT NULL CHECK (revision >= 0)"
-    ") STRICT;"
-    "CREATE TABLE entry_selectors ("
-    "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,"
-    "  selector BLOB NOT NULL,"
-    "  PRIMARY KEY (entry, selector)"
-    ") STRICT, WITHOUT ROWID;"
-    "CREATE TABLE entry_audiences ("
-    "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,"
-    "  audience BLOB NOT NULL,"
-    "  PRIMARY KEY (entry, audience)"
-    ") STRICT, WITHOUT ROWID;",
+    {"PRAGMA application_id = 1936679787;" /* STORE_APPLICATION_ID */
+     "CREATE TABLE schema_version ("
+     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  version INTEGER NOT NULL"
+     ") STRICT;"
+     "INSERT INTO schema_version (id, version) VALUES (1, 0);"
+     "CREATE TABLE entries ("
+     "  seq INTEGER PRIMARY KEY,"
+     "  id BLOB NOT NULL UNIQUE,"
+     "  spiffe_id BLOB NOT NULL,"
+     "  identity_key BLOB NOT NULL UNIQUE,"
+     "  ttl INTEGER NOT NULL CHECK (ttl BETWEEN 0 AND 4294967295),"
+     "  hint BLOB,"
+     "  created_at INTEGER NOT NULL,"
+     "  revision INTEGER NOT NULL CHECK (revision >= 0)"
+     ") STRICT;"
+     "CREATE TABLE entry_selectors ("
+     "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,"
+     "  selector BLOB NOT NULL,"
+     "  PRIMARY KEY (entry, selector)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE TABLE entry_audiences ("
+     "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,"
+     "  audience BLOB NOT NULL,"
+     "  PRIMARY KEY (entry, audience)"
+     ") STRICT, WITHOUT ROWID;",
+     NULL, NULL},
+    /* 2: an entry's selectors and audiences in its own row, one block each
+     * (see the top of this file); the child tables go. */
+    {"ALTER TABLE entries ADD COLUMN selectors BLOB NOT NULL DEFAULT x'';"
+     "ALTER TABLE entries ADD COLUMN audiences BLOB NOT NULL DEFAULT x'';",
+     store_pack_children,
+     "DROP TABLE entry_selectors;"
+     "DROP TABLE entry_audiences;"},
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
 _Static_assert(STORE_APPLICATION_ID == 1936679787, "the v1 script spells the id in decimal");
+
+/* Migration 2: packs a version 1 child table (entry, value) into blocks:
+ * read_sql gives its rows in primary key order, where one entry's rows are
+ * adjacent and its values sorted (bytewise, as BLOBs compare); write_sql
+ * stores each entry's block in its row. */
+static int store_pack_table(struct store *st, const char *read_sql, const char *write_sql,
+                            char *err, size_t err_len)
+{
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    char *block = NULL;
+    size_t len = 0, cap = 0;
+    sqlite3_int64 owner = 0;
+    bool have = false;
+    int r = 0;
+    int rc = sqlite3_prepare_v2(st->db, read_sql, -1, &rd, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(st->db, write_sql, -1, &wr, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    for (;;) {
+        int row = sqlite3_step(rd);
+        if (row != SQLITE_ROW && row != SQLITE_DONE) {
+            rc = row;
+            goto fail;
+        }
+        sqlite3_int64 entry = row == SQLITE_ROW ? sqlite3_column_int64(rd, 0) : 0;
+        if (have && (row == SQLITE_DONE || entry != owner)) {
+            rc = sqlite3_bind_int64(wr, 1, owner);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob64(wr, 2, block, len, SQLITE_STATIC);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_step(wr);
+            if (rc != SQLITE_DONE)
+                goto fail;
+            (void)sqlite3_reset(wr);
+            len = 0;
+        }
+        if (row == SQLITE_DONE)
+            break;
+        owner = entry;
+        have = true;
+        const void *p = sqlite3_column_blob(rd, 1);
+        size_t n = (size_t)sqlite3_column_bytes(rd, 1);
+        if (len + n + 1 > cap) {
+            size_t ncap = cap ? cap : 1024;
+            while (ncap < len + n + 1)
+                ncap *= 2;
+            char *b = realloc(block, ncap);
+            if (!b) {
+                r = -ENOMEM;
+                store_set_err(err, err_len, "out of memory");
+                goto out;
+            }
+            block = b;
+            cap = ncap;
+        }
+        if (n)
+            memcpy(block + len, p, n);
+        block[len + n] = '\0'; /* a NUL inside is left for the load to refuse */
+        len += n + 1;
+    }
+    goto out;
+fail:
+    r = store_fail(st, rc, err, err_len);
+out:
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    free(block);
+    return r;
+}
+
+static int store_pack_children(struct store *st, char *err, size_t err_len)
+{
+    int r =
+        store_pack_table(st, "SELECT entry, selector FROM entry_selectors ORDER BY entry, selector",
+                         "UPDATE entries SET selectors = ?2 WHERE seq = ?1", err, err_len);
+    if (r == 0)
+        r = store_pack_table(st,
+                             "SELECT entry, audience FROM entry_audiences ORDER BY entry, audience",
+                             "UPDATE entries SET audiences = ?2 WHERE seq = ?1", err, err_len);
+    return r;
+}
 
 static const char *const store_sql[STMT_MAX] = {
     [STMT_BEGIN] = "BEGIN",
@@ -100,14 +206,13 @@ static const char *const store_sql[STMT_MAX] = {
     [STMT_FIND_IDENTITY] = "SELECT id FROM entries WHERE identity_key = ?1",
     [STMT_FIND_ID] = "SELECT 1 FROM entries WHERE id = ?1",
     [STMT_INSERT_ENTRY] = "INSERT INTO entries (id, spiffe_id, identity_key, ttl, hint, "
-                          "created_at, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [STMT_INSERT_SELECTOR] = "INSERT INTO entry_selectors (entry, selector) VALUES (?1, ?2)",
-    [STMT_INSERT_AUDIENCE] = "INSERT INTO entry_audiences (entry, audience) VALUES (?1, ?2)",
+                          "created_at, revision, selectors, audiences) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [STMT_DELETE] = "DELETE FROM entries WHERE id = ?1",
-    [STMT_LOAD_ENTRIES] = "SELECT seq, id, spiffe_id, ttl, hint, created_at, revision "
+    /* The column order is STORE_COL_*. */
+    [STMT_LOAD_ENTRIES] = "SELECT seq, id, spiffe_id, ttl, hint, created_at, revision, "
+                          "selectors, audiences "
                           "FROM entries ORDER BY seq",
-    [STMT_LOAD_SELECTORS] = "SELECT entry, selector FROM entry_selectors ORDER BY entry, selector",
-    [STMT_LOAD_AUDIENCES] = "SELECT entry, audience FROM entry_audiences ORDER BY entry, audience",
 };
 
 void store_set_err(char *err, size_t len, const char *fmt, ...)
@@ -348,7 +453,15 @@ static int store_migrate(struct store *st, char *err, size_t err_len)
             r = version > STORE_SCHEMA_VERSION ? store_refuse_newer(st, version, err, err_len) : 0;
             goto fail;
         }
-        rc = sqlite3_exec(st->db, store_migrations[version], NULL, NULL, NULL);
+        const struct store_migration *m = &store_migrations[version];
+        rc = sqlite3_exec(st->db, m->sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK && m->convert) {
+            r = m->convert(st, err, err_len);
+            if (r < 0)
+                goto fail;
+        }
+        if (rc == SQLITE_OK && m->after)
+            rc = sqlite3_exec(st->db, m->after, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_prepare_v2(st->db, "UPDATE schema_version SET version = ?1 WHERE id = 1",
                                     -1, &bump, NULL);
@@ -506,6 +619,11 @@ int store_open(const char *data_dir, struct store **ret, char *err, size_t err_l
         r = store_pragma(st, "PRAGMA foreign_keys = ON", NULL, err, err_len);
     if (r >= 0)
         r = store_pragma(st, "PRAGMA foreign_keys", "1", err, err_len);
+    /* The page cache, 256 KiB instead of SQLite's 2 MiB: the agent reads
+     * the file once, at start, in one scan that needs no cache, and then
+     * only writes, which touch a few pages of each B-tree. */
+    if (r >= 0)
+        r = store_pragma(st, "PRAGMA cache_size = -256", NULL, err, err_len);
     if (r >= 0)
         r = store_migrate(st, err, err_len);
     if (r < 0)

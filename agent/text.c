@@ -1,6 +1,10 @@
 #include "text.h"
 
 #include <stdio.h>
+#include <string.h>
+
+/* Eight bytes at a time: a byte per lane. */
+#define TEXT_LANES(b) (0x0101010101010101u * (uint64_t)(b))
 
 size_t text_utf8_seq(const unsigned char *s, size_t left, uint32_t *ret_cp)
 {
@@ -37,6 +41,57 @@ size_t text_utf8_seq(const unsigned char *s, size_t left, uint32_t *ret_cp)
     if (ret_cp)
         *ret_cp = cp;
     return n;
+}
+
+/* Whether every byte of x is printable ASCII (0x20..0x7e): none has the
+ * high bit, none is below 0x20, none is 0x7f. The tests are exact as a
+ * whole (a borrow only ever follows a lane that already failed). */
+static bool text_lanes_printable(uint64_t x)
+{
+    uint64_t high = x & TEXT_LANES(0x80);
+    uint64_t below = (x - TEXT_LANES(0x20)) & ~x & TEXT_LANES(0x80);
+    uint64_t y = x ^ TEXT_LANES(0x7f);
+    uint64_t del = (y - TEXT_LANES(0x01)) & ~y & TEXT_LANES(0x80);
+    return (high | below | del) == 0;
+}
+
+size_t text_printable_span(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        uint64_t x;
+        if (len - i >= sizeof(x)) {
+            memcpy(&x, p + i, sizeof(x));
+            if (text_lanes_printable(x)) {
+                i += sizeof(x);
+                continue;
+            }
+        } else if (len >= sizeof(x)) {
+            /* The tail, as the last eight bytes: the ones before it
+             * passed already. */
+            memcpy(&x, p + len - sizeof(x), sizeof(x));
+            if (text_lanes_printable(x))
+                return len;
+        }
+        /* A byte at a time until the next word: at most eight bytes, or
+         * one sequence past them. */
+        size_t stop = i + sizeof(x) < len ? i + sizeof(x) : len;
+        while (i < stop) {
+            unsigned char c = p[i];
+            if (c >= 0x20 && c < 0x7f) {
+                i++;
+                continue;
+            }
+            uint32_t cp;
+            size_t n = c < 0x80 ? 0 : text_utf8_seq(p + i, len - i, &cp);
+            /* C0 and DEL are ASCII; C1 is U+0080..U+009F. */
+            if (n == 0 || (cp >= 0x80 && cp <= 0x9f))
+                return i;
+            i += n;
+        }
+    }
+    return i;
 }
 
 const char *text_quote(char out[static TEXT_QUOTE_BUF], const char *s, size_t len)

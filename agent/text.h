@@ -16,6 +16,13 @@
  * code points past U+10FFFF, truncated sequences. */
 size_t text_utf8_seq(const unsigned char *s, size_t left, uint32_t *ret_cp);
 
+/* How many bytes of s (len bytes) are UTF-8 text without control
+ * characters (C0, DEL, C1), counted in whole sequences: len when all of it
+ * is, else the offset of the first sequence that is invalid (text_utf8_seq
+ * returns 0 there) or a control character. Printable ASCII, the usual
+ * content, is checked eight bytes at a time. */
+size_t text_printable_span(const char *s, size_t len);
+
 /* s for a message: printable ASCII as is, anything else as \xNN, at most
  * TEXT_QUOTE_MAX bytes then "...", so a hostile value reaches a terminal as
  * text. Returns out. */

@@ -1110,6 +1110,447 @@ static void measure(size_t n_entries)
     free(set);
 }
 
+/* ---- the fast checks against a plain reference ------------------------------ */
+
+/* A SPIFFE ID's rules spelled out plainly (what the check, which takes one
+ * pass with a table, must agree with). */
+static bool ref_spiffe_id(const char *id, size_t len, const char *td_want)
+{
+    if (len == 0 || len > SPIFFE_ID_MAX || memchr(id, '\0', len))
+        return false;
+    if (len < 9 || memcmp(id, "spiffe://", 9) != 0)
+        return false;
+    for (size_t i = 9; i < len; i++)
+        if (id[i] == '?' || id[i] == '#' || id[i] == '%')
+            return false;
+    const char *td = id + 9, *end = id + len;
+    const char *slash = memchr(td, '/', (size_t)(end - td));
+    size_t td_len = slash ? (size_t)(slash - td) : (size_t)(end - td);
+    if (td_len == 0 || td_len > TRUST_DOMAIN_MAX)
+        return false;
+    for (size_t i = 0; i < td_len; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789.-_", td[i]))
+            return false;
+    if (td_want && (strlen(td_want) != td_len || memcmp(td_want, td, td_len) != 0))
+        return false;
+    if (!slash || end - slash <= 1 || end[-1] == '/')
+        return false;
+    for (const char *seg = slash + 1; seg < end;) {
+        const char *next = memchr(seg, '/', (size_t)(end - seg));
+        size_t n = next ? (size_t)(next - seg) : (size_t)(end - seg);
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_",
+                        seg[i]))
+                return false;
+        seg = next ? next + 1 : end;
+    }
+    return true;
+}
+
+static bool ref_id(const char *id, size_t len)
+{
+    if (!id || len != ENTRY_ID_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* A random SPIFFE ID: mostly well formed, with every kind of flaw. */
+static size_t rnd_spiffe(char *out, size_t cap)
+{
+    static const char *const schemes[] = {"spiffe://", "spiffe://", "spiffe://",
+                                          "SPIFFE://", "spiffe:/",  ""};
+    static const char *const tds[] = {
+        "example.org", "example.org", "other.org", "a", "Ex.org", "u@x", "x:1", "", "e_x-a.m9"};
+    static const char pieces[] = "abcxyzABZ019.-_/.?#% :\x7f\x80\xc3\xa9";
+    size_t len =
+        (size_t)snprintf(out, cap, "%s%s", schemes[rnd_below(N(schemes))], tds[rnd_below(N(tds))]);
+    size_t segs = rnd_below(6);
+    for (size_t i = 0; i < segs && len + 16 < cap; i++) {
+        out[len++] = '/';
+        switch (rnd_below(8)) {
+        case 0:
+            out[len++] = '.';
+            break;
+        case 1:
+            out[len++] = '.';
+            out[len++] = '.';
+            break;
+        case 2:
+            break; /* an empty segment */
+        default: {
+            size_t k = 1 + rnd_below(12);
+            for (size_t j = 0; j < k; j++)
+                out[len++] = rnd_below(10) ? "abcdefghXYZ0189.-_"[rnd_below(18)]
+                                           : pieces[rnd_below(sizeof(pieces) - 1)];
+        }
+        }
+    }
+    if (rnd_below(16) == 0)
+        out[len++] = '/';
+    if (rnd_below(32) == 0)
+        out[rnd_below(len + 1)] = '\0';
+    return len;
+}
+
+static void test_fast_checks_match_reference(void **state)
+{
+    (void)state;
+    char buf[256], err[512];
+    size_t valid = 0;
+    for (int iter = 0; iter < 200000; iter++) {
+        size_t len = rnd_spiffe(buf, sizeof(buf));
+        for (int with_td = 0; with_td < 2; with_td++) {
+            const char *td = with_td ? TD : NULL;
+            bool want = ref_spiffe_id(buf, len, td);
+            err[0] = '\0';
+            if (entries_spiffe_id_valid(buf, len, td, err, sizeof(err)) != want)
+                fail_msg("SPIFFE ID \"%s\" (trust domain %s): %s, the reference says %s",
+                         esc(buf, len), td ? td : "any", want ? err : "accepted",
+                         want ? "valid" : "invalid");
+            /* A refusal always says why. */
+            assert_true(want || strstr(err, "SPIFFE ID") != NULL);
+            valid += want;
+        }
+    }
+    print_message("reference: 200000 random SPIFFE IDs, %zu valid\n", valid);
+    assert_true(valid > 5000); /* the test says something */
+
+    for (int iter = 0; iter < 200000; iter++) {
+        char id[40];
+        (void)snprintf(id, sizeof(id), "%016" PRIx64 "%016" PRIx64, rnd(), rnd());
+        size_t len = ENTRY_ID_LEN;
+        switch (rnd_below(6)) {
+        case 0:
+            id[rnd_below(ENTRY_ID_LEN)] = (char)rnd_below(256);
+            break;
+        case 1:
+            len = rnd_below(ENTRY_ID_LEN + 2);
+            break;
+        default:
+            break;
+        }
+        if (entries_id_valid(id, len) != ref_id(id, len))
+            fail_msg("id \"%s\" (%zu bytes) disagrees with the reference", esc(id, len), len);
+    }
+}
+
+/* A hint is UTF-8 text without controls, as a selector's value is: up to
+ * its own limit, the two checks agree (test_selector compares the value's
+ * with a reference). */
+static void test_hint_matches_value_rules(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {"a",
+                                         " ",
+                                         "\xc3\xa9",
+                                         "\xe2\x9c\x93",
+                                         "\xc2\x9b",
+                                         "\x7f",
+                                         "\x01",
+                                         "\xed\xa0\x80",
+                                         "\xc3",
+                                         "\x80",
+                                         "\xf4\x90\x80\x80"};
+    const char *sel[] = {"unix:uid:1"};
+    char hint[ENTRY_HINT_MAX + 8], err[512];
+    for (int iter = 0; iter < 50000; iter++) {
+        size_t len = 0, want_len = 1 + rnd_below(ENTRY_HINT_MAX + 4);
+        bool clean = rnd_below(2);
+        while (len < want_len) {
+            const char *p =
+                clean && rnd_below(40) ? pieces[rnd_below(4)] : pieces[rnd_below(N(pieces))];
+            size_t n = strlen(p);
+            if (len + n > want_len)
+                break;
+            memcpy(hint + len, p, n);
+            len += n;
+        }
+        if (len == 0)
+            continue;
+        struct entry_stored in = {
+            .id = "0123456789abcdef0123456789abcdef",
+            .id_len = 32,
+            .spiffe_id = "spiffe://example.org/a",
+            .spiffe_id_len = 22,
+            .selectors = "unix:uid:1\0",
+            .selectors_len = 11,
+            .hint = hint,
+            .hint_len = len,
+            .ttl = 60,
+        };
+        (void)sel;
+        struct entry *e = NULL;
+        bool want = len <= ENTRY_HINT_MAX && selector_value_valid(hint, len, NULL, 0);
+        int r = entry_from_stored(&in, &e, err, sizeof(err));
+        if ((r == 0) != want)
+            fail_msg("hint \"%s\": %s", esc(hint, len), r == 0 ? "accepted" : err);
+        if (r == 0) {
+            assert_int_equal(strlen(e->hint), len);
+            assert_memory_equal(e->hint, hint, len);
+        }
+        e = entry_unref(e);
+    }
+}
+
+/* ---- stored entries ----------------------------------------------------------- */
+
+static int stored(const char *sel, size_t sel_len, const char *aud, size_t aud_len,
+                  struct entry **ret, char *err)
+{
+    struct entry_stored in = {
+        .id = "0123456789abcdef0123456789abcdef",
+        .id_len = 32,
+        .spiffe_id = "spiffe://example.org/a",
+        .spiffe_id_len = 22,
+        .selectors = sel,
+        .selectors_len = sel_len,
+        .audiences = aud,
+        .audiences_len = aud_len,
+        .ttl = 60,
+        .created_at = -3,
+        .revision = 9,
+    };
+    return entry_from_stored(&in, ret, err, 512);
+}
+
+static void test_entry_from_stored(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    struct entry *e = NULL;
+    /* Out of order and repeated (a file not written by us): sorted, once. */
+    static const char sels[] = "unix:uid:2\0unix:gid:1\0unix:uid:2\0";
+    static const char auds[] = "b\0a\0";
+    assert_int_equal(stored(sels, sizeof(sels) - 1, auds, sizeof(auds) - 1, &e, err), 0);
+    assert_int_equal(e->n_selectors, 2);
+    assert_string_equal(e->selectors[0], "unix:gid:1");
+    assert_string_equal(e->selectors[1], "unix:uid:2");
+    assert_int_equal(e->n_audiences, 2);
+    assert_string_equal(e->audiences[0], "a");
+    assert_string_equal(e->audiences[1], "b");
+    assert_null(e->hint);
+    assert_int_equal(e->created_at, -3);
+    assert_int_equal(e->revision, 9);
+    e = entry_unref(e);
+    /* No audiences: NULL or empty. */
+    assert_int_equal(stored("unix:uid:1", 11, NULL, 0, &e, err), 0);
+    assert_int_equal(e->n_audiences, 0);
+    assert_null(e->audiences);
+    e = entry_unref(e);
+
+    /* Malformed blocks. */
+    assert_int_equal(stored("unix:uid:1", 10, NULL, 0, &e, err), -EINVAL);
+    assert_contains(err, "the selectors are not a list of strings that each end with a NUL");
+    assert_int_equal(stored("unix:uid:1", 11, "a", 1, &e, err), -EINVAL);
+    assert_contains(err, "the audiences are not");
+    assert_int_equal(stored("", 0, NULL, 0, &e, err), -EINVAL);
+    assert_contains(err, "at least 1 selector, got 0");
+    assert_int_equal(stored("\0", 1, NULL, 0, &e, err), -EINVAL);
+    assert_contains(err, "selector 1 of 1");
+    assert_null(e);
+
+    /* 32 selectors, and 33. */
+    char many[33 * 16];
+    size_t len = 0;
+    for (unsigned i = 0; i < 33; i++)
+        len += (size_t)snprintf(many + len, sizeof(many) - len, "unix:gid:%u", i) + 1;
+    size_t len32 = len - strlen("unix:gid:32") - 1;
+    assert_int_equal(stored(many, len32, NULL, 0, &e, err), 0);
+    assert_int_equal(e->n_selectors, 32);
+    e = entry_unref(e);
+    assert_int_equal(stored(many, len, NULL, 0, &e, err), -EINVAL);
+    assert_contains(err, "at most 32 selectors, got 33");
+    /* 17 audiences. */
+    char aud17[17 * 4];
+    len = 0;
+    for (unsigned i = 0; i < 17; i++)
+        len += (size_t)snprintf(aud17 + len, sizeof(aud17) - len, "a%u", i) + 1;
+    assert_int_equal(stored("unix:uid:1", 11, aud17, len, &e, err), -EINVAL);
+    assert_contains(err, "at most 16 audiences, got 17");
+    assert_null(e);
+}
+
+/* ---- orders --------------------------------------------------------------------- */
+
+/* Entries whose ids share their first 8 or 16 characters and whose times
+ * are few, spread wide, or at the ends of int64: every tie the sorts break
+ * by a second key or the full comparison. */
+static struct entry *tie_entry(size_t serial, unsigned mode)
+{
+    static const int64_t wide[] = {
+        INT64_MIN,        INT64_MIN + 1,      -1, 0, 1, INT64_MAX - 1, INT64_MAX,
+        (int64_t)1 << 40, -((int64_t)1 << 40)};
+    char id[ENTRY_ID_LEN + 1], spiffe[64];
+    const char *sel[] = {"unix:uid:1"};
+    uint64_t hi = rnd(), lo = rnd();
+    if (rnd_below(3) == 0)
+        hi = 0x0123456789abcdefu; /* the first 16 characters shared */
+    else if (rnd_below(3) == 0)
+        hi = (0x89abcdefu << 0) | (uint64_t)0x01234567u << 32 | (hi & 0xffffffffu);
+    (void)snprintf(id, sizeof(id), "%016" PRIx64 "%016" PRIx64, hi, lo);
+    (void)snprintf(spiffe, sizeof(spiffe), "spiffe://example.org/t/%zu", serial);
+    int64_t t;
+    switch (mode) {
+    case 0:
+        t = (int64_t)rnd_below(3);
+        break;
+    case 1:
+        t = wide[rnd_below(N(wide))];
+        break;
+    case 2:
+        t = 1700000000 + (int64_t)rnd_below(100000);
+        break;
+    default:
+        t = 5; /* all the same: the id decides */
+        break;
+    }
+    return parts(id, spiffe, sel, 1, t);
+}
+
+static int cmp_id_ptr(const void *a, const void *b)
+{
+    return strcmp((*(struct entry *const *)a)->id, (*(struct entry *const *)b)->id);
+}
+
+static void test_orders_match_qsort(void **state)
+{
+    (void)state;
+    for (unsigned mode = 0; mode < 4; mode++) {
+        for (size_t n = 0; n < 3000; n = n ? n * 3 : 1) {
+            struct entry **v = malloc((n ? n : 1) * sizeof(*v));
+            struct entry **want = malloc((n ? n : 1) * sizeof(*want));
+            assert_true(v && want);
+            for (size_t i = 0; i < n; i++)
+                v[i] = tie_entry(i, mode);
+            memcpy(want, v, n * sizeof(*v));
+            qsort(want, n, sizeof(*want), cmp_entry_ptr);
+            struct entries_snapshot *s = NULL;
+            assert_int_equal(entries_snapshot_new(v, n, &s), 0);
+            assert_int_equal(entries_sort(v, n), 0);
+            for (size_t i = 0; i < n; i++) {
+                assert_ptr_equal(v[i], want[i]);
+                assert_ptr_equal(entries_snapshot_at(s, i), want[i]);
+            }
+            /* The id order, through lookups of every id and of ids next to
+             * them that no entry has. */
+            qsort(want, n, sizeof(*want), cmp_id_ptr);
+            for (size_t i = 0; i < n; i++) {
+                assert_ptr_equal(entries_snapshot_find(s, want[i]->id), want[i]);
+                char near[ENTRY_ID_LEN + 1];
+                memcpy(near, want[i]->id, sizeof(near));
+                near[ENTRY_ID_LEN - 1] = near[ENTRY_ID_LEN - 1] == 'f' ? 'e' : 'f';
+                const struct entry *f = entries_snapshot_find(s, near);
+                assert_true(!f || strcmp(f->id, near) == 0);
+            }
+            entries_snapshot_unref(s);
+            for (size_t i = 0; i < n; i++)
+                entry_unref(v[i]);
+            free(v);
+            free(want);
+        }
+    }
+}
+
+/* The same entries given sorted, in reverse, or shuffled make the same
+ * snapshot: the same order, lookups and matches. */
+static void test_snapshot_sorted_or_not(void **state)
+{
+    (void)state;
+    vocab_init();
+    const size_t n = 3000;
+    struct entry **v = malloc(n * sizeof(*v));
+    struct entry **w = malloc(n * sizeof(*w));
+    assert_true(v && w);
+    for (size_t i = 0; i < n; i++)
+        v[i] = random_entry(i);
+    qsort(v, n, sizeof(*v), cmp_entry_ptr);
+    struct entries_snapshot *sorted = NULL, *other = NULL;
+    assert_int_equal(entries_snapshot_new(v, n, &sorted), 0);
+    for (int variant = 0; variant < 2; variant++) {
+        for (size_t i = 0; i < n; i++)
+            w[i] = v[variant == 0 ? n - 1 - i : i];
+        if (variant == 1)
+            for (size_t i = n - 1; i > 0; i--) {
+                size_t j = rnd_below(i + 1);
+                struct entry *t = w[i];
+                w[i] = w[j];
+                w[j] = t;
+            }
+        assert_int_equal(entries_snapshot_new(w, n, &other), 0);
+        assert_int_equal(entries_snapshot_count(other), n);
+        for (size_t i = 0; i < n; i++) {
+            assert_ptr_equal(entries_snapshot_at(other, i), entries_snapshot_at(sorted, i));
+            assert_ptr_equal(entries_snapshot_find(other, v[i]->id), v[i]);
+            assert_ptr_equal(entries_snapshot_find_identity(other, v[i]),
+                             entries_snapshot_find_identity(sorted, v[i]));
+        }
+        check_against_reference(other, v, n, 300, NULL);
+        check_against_reference(sorted, v, n, 300, NULL);
+        other = entries_snapshot_unref(other);
+    }
+    entries_snapshot_unref(sorted);
+    for (size_t i = 0; i < n; i++)
+        entry_unref(v[i]);
+    free(v);
+    free(w);
+}
+
+/* The builder refuses what a snapshot cannot hold, and keeps nothing it
+ * was handed when it is dropped. */
+static void test_builder(void **state)
+{
+    (void)state;
+    struct entries_builder *b = NULL;
+    struct entries_snapshot *s = NULL;
+    const char *sel[] = {"unix:uid:1"};
+    assert_null(entries_builder_free(NULL));
+    assert_int_equal(entries_builder_add(NULL, NULL), -EINVAL);
+    assert_int_equal(entries_builder_finish(NULL, &s), -EINVAL);
+
+    /* Empty. */
+    assert_int_equal(entries_builder_new(&b), 0);
+    assert_int_equal(entries_builder_finish(b, &s), 0);
+    assert_int_equal(entries_snapshot_count(s), 0);
+    s = entries_snapshot_unref(s);
+
+    /* A hand-made entry (no selectors; a bad id): refused, and its
+     * reference taken all the same (ASan sees a leak otherwise). */
+    struct entry *good = parts("00000000000000000000000000000001", "spiffe://t/a", sel, 1, 1);
+    assert_int_equal(entries_builder_new(&b), 0);
+    struct entry *bad = calloc(1, sizeof(*bad));
+    assert_non_null(bad);
+    atomic_init(&bad->refs, 1);
+    memcpy(bad->id, good->id, sizeof(bad->id));
+    assert_int_equal(entries_builder_add(b, bad), -EINVAL);
+    bad = calloc(1, sizeof(*bad));
+    assert_non_null(bad);
+    atomic_init(&bad->refs, 1);
+    bad->n_selectors = 1;
+    bad->selectors = (char **)sel;
+    memcpy(bad->id, "0000000000000000000000000000000G", sizeof(bad->id));
+    assert_int_equal(entries_builder_add(b, bad), -EINVAL);
+    assert_int_equal(entries_builder_add(b, entry_ref(good)), 0);
+    b = entries_builder_free(b); /* drops its reference to good */
+    assert_int_equal(atomic_load(&good->refs), 1);
+
+    /* The same id twice. */
+    struct entry *twin = parts("00000000000000000000000000000001", "spiffe://t/b", sel, 1, 2);
+    assert_int_equal(entries_builder_new(&b), 0);
+    assert_int_equal(entries_builder_add(b, entry_ref(good)), 0);
+    assert_int_equal(entries_builder_add(b, entry_ref(twin)), 0);
+    assert_int_equal(entries_builder_finish(b, &s), -EEXIST);
+    assert_null(s);
+    assert_int_equal(atomic_load(&good->refs), 1);
+    assert_int_equal(atomic_load(&twin->refs), 1);
+    entry_unref(good);
+    entry_unref(twin);
+}
+
 static void test_measure(void **state)
 {
     (void)state;
@@ -1128,6 +1569,12 @@ int main(void)
         cmocka_unit_test(test_entry_selector_limits),
         cmocka_unit_test(test_entry_field_limits),
         cmocka_unit_test(test_entry_from_parts),
+        cmocka_unit_test(test_fast_checks_match_reference),
+        cmocka_unit_test(test_hint_matches_value_rules),
+        cmocka_unit_test(test_entry_from_stored),
+        cmocka_unit_test(test_orders_match_qsort),
+        cmocka_unit_test(test_snapshot_sorted_or_not),
+        cmocka_unit_test(test_builder),
         cmocka_unit_test(test_entry_order_and_identity),
         cmocka_unit_test(test_match_basic),
         cmocka_unit_test(test_match_reference),

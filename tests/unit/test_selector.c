@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "selector.h"
+#include "text.h"
 
 /* A string of n copies of c. */
 static char *repeat(char c, size_t n)
@@ -545,6 +546,252 @@ static void test_set_sort_dedup(void **state)
     free(set);
 }
 
+/* ---- the fast checks against a plain reference ------------------------------ */
+
+/* The rules spelled out as plainly as possible, independently of the
+ * agent's code (UTF-8 by RFC 3629's table of well-formed sequences): what
+ * the checks, which take shortcuts for speed, must agree with. */
+static size_t ref_utf8_len(const unsigned char *s, size_t left, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (left < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    uint32_t v = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+    for (size_t i = 1; i < n; i++)
+        v = v << 6 | (s[i] & 0x3f);
+    *cp = v;
+    return n;
+}
+
+/* The offset of the first sequence that is not UTF-8 text without
+ * controls; len when there is none. */
+static size_t ref_printable_span(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = ref_utf8_len(p + i, len - i, &cp);
+        if (n == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return i;
+        i += n;
+    }
+    return len;
+}
+
+static bool ref_type(const char *s, size_t len)
+{
+    if (len < 1 || len > SOCKID_SELECTOR_TYPE_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_-", s[i]) || s[i] == '\0')
+            return false;
+    return true;
+}
+
+static bool ref_key(const char *s, size_t len)
+{
+    if (len < 1 || len > SOCKID_SELECTOR_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e || s[i] == ':')
+            return false;
+    return true;
+}
+
+static bool ref_value(const char *s, size_t len)
+{
+    return len >= 1 && len <= SOCKID_SELECTOR_VALUE_MAX && ref_printable_span(s, len) == len;
+}
+
+static bool ref_selector(const char *s, size_t len)
+{
+    const char *c1 = memchr(s, ':', len);
+    if (!c1)
+        return false;
+    const char *c2 = memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - s));
+    if (!c2)
+        return false;
+    return ref_type(s, (size_t)(c1 - s)) && ref_key(c1 + 1, (size_t)(c2 - c1 - 1)) &&
+           ref_value(c2 + 1, len - (size_t)(c2 + 1 - s));
+}
+
+static uint64_t rng = 0x5e1ec7045e1ec704u;
+static uint32_t rnd(uint32_t below)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng % below);
+}
+
+/* Appends a random piece: mostly what selectors are made of, and every
+ * kind of byte and sequence the rules are about; only printable ones when
+ * clean (so that many strings are valid, and the checks' success paths are
+ * compared as well as their failures). */
+static size_t rnd_piece(char *out, bool clean)
+{
+    static const char *const seqs[] = {
+        "\xc3\xa9",
+        "\xe2\x82\xac",
+        "\xf0\x9d\x84\x9e",
+        "\xf4\x8f\xbf\xbf",
+        "\xc2\xa0",
+        "\xc2\x80",
+        "\xc2\x9b",
+        "\xc2\x9f",
+        "\xc0\xaf",
+        "\xc1\xbf",
+        "\xe0\x80\xaf",
+        "\xe0\x9f\xbf",
+        "\xe0\xa0\x80",
+        "\xed\x9f\xbf",
+        "\xed\xa0\x80",
+        "\xee\x80\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xf0\x90\x80\x80",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xe2\x82",
+        "\xc3",
+        "\x80",
+        "\xbf",
+        "\xfe",
+        "\xff",
+        "\x7f",
+        "\x1b[",
+        "\n",
+        "\t",
+        " ",
+        ":",
+        "::",
+        "unix",
+        "uid",
+        "/usr/bin/app",
+    };
+    switch (clean ? 3 + rnd(5) : rnd(8)) {
+    case 0: {
+        const char *q = seqs[rnd(N(seqs))];
+        memcpy(out, q, strlen(q));
+        return strlen(q);
+    }
+    case 1:
+        out[0] = (char)rnd(256); /* anything, NUL included */
+        return 1;
+    case 2:
+        out[0] = ':';
+        return 1;
+    default:
+        out[0] = (char)(0x20 + rnd(0x5f)); /* printable ASCII */
+        return 1;
+    }
+}
+
+/* A random string: often shaped like a selector, sometimes long. */
+static size_t rnd_string(char *out, size_t cap)
+{
+    size_t len = 0;
+    if (rnd(2)) {
+        static const char *const types[] = {"unix", "k8s", "cgroup", "t_y-p3", "", "UNIX"};
+        static const char *const keys[] = {"uid", "path", "pod-name", "a.b/c", "", "k y"};
+        const char *t = types[rnd(N(types))], *k = keys[rnd(N(keys))];
+        len = (size_t)snprintf(out, cap, "%s:%s:", t, k);
+    }
+    size_t pieces = rnd(4) == 0 ? 200 + rnd(400) : rnd(40);
+    bool clean = rnd(2);
+    for (size_t i = 0; i < pieces && len + 8 < cap; i++) {
+        if (clean && rnd(4) == 0) {
+            const char *q = rnd(2) ? "\xc3\xa9" : "\xf0\x9d\x84\x9e"; /* valid UTF-8 */
+            memcpy(out + len, q, strlen(q));
+            len += strlen(q);
+            continue;
+        }
+        len += rnd_piece(out + len, clean && rnd(64) != 0);
+    }
+    return len;
+}
+
+/* The fast checks and the reference agree on random input, for the whole
+ * selector, the value alone, and the span of printable text. */
+static void test_fast_checks_match_reference(void **state)
+{
+    (void)state;
+    char buf[2048];
+    size_t accepted = 0;
+    for (int iter = 0; iter < 300000; iter++) {
+        size_t len = rnd_string(buf, sizeof(buf));
+        bool want = ref_selector(buf, len);
+        if (selector_valid(buf, len, NULL, 0) != want)
+            fail_msg("selector_valid(\"%s\", %zu) is %d, the reference says %d", esc(buf, len), len,
+                     !want, want);
+        accepted += want;
+        /* The value check on its own, from a random offset. */
+        size_t off = len ? rnd((uint32_t)len) : 0;
+        if (selector_value_valid(buf + off, len - off, NULL, 0) != ref_value(buf + off, len - off))
+            fail_msg("selector_value_valid(\"%s\") disagrees with the reference",
+                     esc(buf + off, len - off));
+        size_t span = text_printable_span(buf + off, len - off);
+        if (span != ref_printable_span(buf + off, len - off))
+            fail_msg("text_printable_span(\"%s\", %zu) is %zu, the reference says %zu",
+                     esc(buf + off, len - off), len - off, span,
+                     ref_printable_span(buf + off, len - off));
+    }
+    print_message("reference: 300000 random strings, %zu valid selectors\n", accepted);
+    assert_true(accepted > 20000); /* the test says something */
+}
+
+/* Every position of a bad byte in a long printable run: the eight-byte
+ * steps and the overlapping tail find it wherever it is. */
+static void test_printable_span_positions(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"\x01", "\x7f", "\x80", "\xc2\x9b", "\xc3", "\xed\xa0\x80"};
+    char buf[80];
+    for (size_t len = 0; len < 40; len++) {
+        memset(buf, 'a', len);
+        assert_int_equal(text_printable_span(buf, len), len);
+        for (size_t at = 0; at < len; at++) {
+            for (size_t b = 0; b < N(bad); b++) {
+                size_t bl = strlen(bad[b]);
+                memset(buf, 'a', sizeof(buf));
+                memcpy(buf + at, bad[b], bl);
+                size_t n = len > at + bl ? len : at + bl;
+                assert_int_equal(text_printable_span(buf, n), ref_printable_span(buf, n));
+                assert_int_equal(text_printable_span(buf, n), at);
+            }
+            /* A two-byte character straddling the position. */
+            memset(buf, 'a', sizeof(buf));
+            memcpy(buf + at, "\xc3\xa9", 2);
+            assert_int_equal(text_printable_span(buf, len + 1), ref_printable_span(buf, len + 1));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +807,8 @@ int main(void)
         cmocka_unit_test(test_set_full_by_bytes),
         cmocka_unit_test(test_set_truncate),
         cmocka_unit_test(test_set_sort_dedup),
+        cmocka_unit_test(test_fast_checks_match_reference),
+        cmocka_unit_test(test_printable_span_positions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,13 +130,71 @@ static void insert_ok(struct store *st, const struct entry *e)
         fail_msg("store_insert %s: %d: %s", e->id, r, err);
 }
 
-static struct entry **load_ok(struct store *st, size_t *n)
+/* What store_load hands over, collected (on the store's thread). */
+struct collected {
+    struct entry **v;
+    size_t n, cap;
+    size_t fail_at; /* the add that fails with -ENOSPC; SIZE_MAX: none */
+};
+
+static int collect(void *ctx, struct entry *e)
+{
+    struct collected *c = ctx;
+    if (c->n == c->fail_at) {
+        (void)entry_unref(e); /* add takes the reference whatever it returns */
+        return -ENOSPC;
+    }
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->v = realloc(c->v, c->cap * sizeof(*c->v));
+        assert_non_null(c->v);
+    }
+    c->v[c->n++] = e;
+    return 0;
+}
+
+static void collected_free(struct collected *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        (void)entry_unref(c->v[i]);
+    free(c->v);
+}
+
+/* store_load into a list: ret_* written only on success. */
+static int load_list(struct store *st, struct entry ***ret, size_t *ret_n, char *err,
+                     size_t err_len)
+{
+    struct collected c = {.fail_at = SIZE_MAX};
+    size_t n = 0;
+    int r = store_load(st, collect, &c, &n, err, err_len);
+    if (r < 0) {
+        collected_free(&c);
+        return r;
+    }
+    assert_int_equal(n, c.n);
+    if (!c.v)
+        assert_non_null(c.v = malloc(1));
+    *ret = c.v;
+    *ret_n = c.n;
+    return 0;
+}
+
+/* The entries in the file's order, as store_load gives them. */
+static struct entry **load_raw(struct store *st, size_t *n)
 {
     struct entry **list = NULL;
     char err[ERR_MAX] = "";
-    int r = store_load(st, &list, n, err, sizeof(err));
+    int r = load_list(st, &list, n, err, sizeof(err));
     if (r != 0)
         fail_msg("store_load: %d: %s", r, err);
+    return list;
+}
+
+/* The entries in the stable order, as a snapshot holds them. */
+static struct entry **load_ok(struct store *st, size_t *n)
+{
+    struct entry **list = load_raw(st, n);
+    assert_int_equal(entries_sort(list, *n), 0);
     return list;
 }
 
@@ -196,8 +254,9 @@ static void test_close_null(void **state)
     assert_null(store_close(NULL));
 }
 
-/* Every field round-trips byte for byte, and the order is created_at, then
- * id, whatever the order of insertion. */
+/* Every field round-trips byte for byte; entries come back in the order of
+ * insertion, which entries_sort puts in the stable order: created_at, then
+ * id. */
 static void test_survives_reopen(void **state)
 {
     struct dir *d = *state;
@@ -233,7 +292,13 @@ static void test_survives_reopen(void **state)
 
     st = open_ok(d);
     size_t n = 0;
-    struct entry **list = load_ok(st, &n);
+    /* In the file's order: as inserted. */
+    struct entry **list = load_raw(st, &n);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++)
+        assert_entry_equal(list[i], in[i]);
+    free_list(list, n);
+    list = load_ok(st, &n);
     assert_int_equal(n, 5);
     for (size_t i = 0; i < n; i++)
         assert_entry_equal(list[i], in[order[i]]);
@@ -270,12 +335,17 @@ static void test_newer_schema_refused(void **state)
     struct dir *d = *state;
     struct store *st = open_ok(d);
     st = store_close(st);
-    db_exec(d, "UPDATE schema_version SET version = 2");
-    expect_open_error(d, -EPROTONOSUPPORT,
-                      "%s has schema version 2, newer than this agent's 1: upgrade sockid-agent, "
-                      "or move the file aside to start empty");
+    char sql[128], msg[256];
+    (void)snprintf(sql, sizeof(sql), "UPDATE schema_version SET version = %d",
+                   STORE_SCHEMA_VERSION + 1);
+    db_exec(d, sql);
+    (void)snprintf(msg, sizeof(msg),
+                   "%%s has schema version %d, newer than this agent's %d: upgrade "
+                   "sockid-agent, or move the file aside to start empty",
+                   STORE_SCHEMA_VERSION + 1, STORE_SCHEMA_VERSION);
+    expect_open_error(d, -EPROTONOSUPPORT, msg);
     /* Refusing touched nothing. */
-    assert_int_equal(db_int(d, "SELECT version FROM schema_version"), 2);
+    assert_int_equal(db_int(d, "SELECT version FROM schema_version"), STORE_SCHEMA_VERSION + 1);
 }
 
 #define CORRUPT_MSG                                                                                \
@@ -425,8 +495,10 @@ static void test_duplicate_identity(void **state)
     /* The refused inserts left nothing behind. */
     st = store_close(st);
     assert_int_equal(db_int(d, "SELECT count(*) FROM entries"), 3);
-    assert_int_equal(db_int(d, "SELECT count(*) FROM entry_selectors"), 5);
-    assert_int_equal(db_int(d, "SELECT count(*) FROM entry_audiences"), 0);
+    /* 5 selectors in all, each followed by a NUL; no audiences. */
+    assert_int_equal(db_int(d, "SELECT sum(length(selectors)) FROM entries"),
+                     3 * strlen("unix:uid:1") + 2 * strlen("unix:gid:2") + 5);
+    assert_int_equal(db_int(d, "SELECT sum(length(audiences)) FROM entries"), 0);
     st = open_ok(d);
     size_t n = 0;
     struct entry **list = load_ok(st, &n);
@@ -480,9 +552,9 @@ static void test_delete(void **state)
     assert_entry_equal(list[1], again);
     free_list(list, n);
     st = store_close(st);
-    /* The selectors and audiences went with it. */
-    assert_int_equal(db_int(d, "SELECT count(*) FROM entry_selectors"), 3);
-    assert_int_equal(db_int(d, "SELECT count(*) FROM entry_audiences"), 0);
+    /* The selectors and audiences went with it: they are in its row. */
+    assert_int_equal(db_int(d, "SELECT count(*) FROM entries"), 2);
+    assert_int_equal(db_int(d, "SELECT sum(length(audiences)) FROM entries"), 0);
     (void)entry_unref(a);
     (void)entry_unref(b);
     (void)entry_unref(again);
@@ -518,12 +590,37 @@ static void test_invalid_rows_refused_on_load(void **state)
          "entry 0123456789abcdef0123456789abcdef in %s is not valid: SPIFFE ID must start with "
          "'spiffe://': restore the file from a backup or move it aside"},
         {"UPDATE entries SET hint = X'610062' WHERE seq = 2" /* "a\0b" */, false,
-         "entry fedcba9876543210fedcba9876543210 in %s is not valid: a field is malformed or has "
-         "too many values: restore the file from a backup or move it aside"},
+         "entry fedcba9876543210fedcba9876543210 in %s is not valid: hint holds a control "
+         "character at byte 1: restore the file from a backup or move it aside"},
         {"UPDATE entries SET ttl = 0 WHERE seq = 2", true,
          "entry fedcba9876543210fedcba9876543210 in %s is not valid: "},
-        {"DELETE FROM entry_selectors", true,
-         "entry 0123456789abcdef0123456789abcdef in %s is not valid: "},
+        {"UPDATE entries SET selectors = X''", false,
+         "entry 0123456789abcdef0123456789abcdef in %s is not valid: an entry needs at least 1 "
+         "selector, got 0: restore the file from a backup or move it aside"},
+        /* "unix:uid:1" without its NUL */
+        {"UPDATE entries SET selectors = X'756e69783a7569643a31' WHERE seq = 2", false,
+         "entry fedcba9876543210fedcba9876543210 in %s is not valid: the selectors are not a "
+         "list of strings that each end with a NUL: restore the file from a backup or move it "
+         "aside"},
+        /* "unix:uid:1\0\0": an empty selector */
+        {"UPDATE entries SET selectors = X'756e69783a7569643a310000' WHERE seq = 2", true,
+         "entry fedcba9876543210fedcba9876543210 in %s is not valid: selector 2 of 2 (''): "},
+        /* "unix:uid:\x9b\0": a C1 control in the value */
+        {"UPDATE entries SET selectors = X'756e69783a7569643ac29b00' WHERE seq = 1", true,
+         "entry 0123456789abcdef0123456789abcdef in %s is not valid: selector 1 of 1 "},
+        {"UPDATE entries SET audiences = X'6100206200' WHERE seq = 1" /* "a\0 b\0" */, true,
+         "entry 0123456789abcdef0123456789abcdef in %s is not valid: audience 2 of 2 "},
+        {"UPDATE entries SET audiences = X'61' WHERE seq = 1" /* "a" */, false,
+         "entry 0123456789abcdef0123456789abcdef in %s is not valid: the audiences are not a "
+         "list of strings that each end with a NUL: restore the file from a backup or move it "
+         "aside"},
+        {"UPDATE entries SET spiffe_id = X'7370696666653a2f2f612f00' WHERE seq = 1", false,
+         "entry 0123456789abcdef0123456789abcdef in %s is not valid: SPIFFE ID holds a NUL byte "
+         "at byte 11: restore the file from a backup or move it aside"},
+        {"PRAGMA ignore_check_constraints = 1; UPDATE entries SET revision = -1 WHERE seq = 2",
+         false,
+         "entry fedcba9876543210fedcba9876543210 in %s is not valid: a field is malformed: "
+         "restore the file from a backup or move it aside"},
         {"UPDATE entries SET id = X'3031' WHERE seq = 1", false,
          "%s holds an entry (row 1) with a malformed id: restore the file from a backup or move "
          "it aside"},
@@ -535,7 +632,7 @@ static void test_invalid_rows_refused_on_load(void **state)
         write_file(d->db, pristine, len);
         db_exec(d, cases[i].sql);
         st = open_ok(d);
-        assert_int_equal(store_load(st, &list, &n, err, sizeof(err)), -EUCLEAN);
+        assert_int_equal(load_list(st, &list, &n, err, sizeof(err)), -EUCLEAN);
         assert_ptr_equal(list, (struct entry **)&list); /* ret_* untouched */
         assert_int_equal(n, 77);
         (void)snprintf(msg, sizeof(msg), cases[i].message, d->db);
@@ -701,6 +798,207 @@ static void test_many_inserts_then_reload(void **state)
     st = store_close(st);
 }
 
+/* A failure of the callback stops the load, after the entries before it
+ * were handed over in order; the rest are never built. Loads of every size
+ * around a batch's go through the same path. */
+static void test_load_stops_when_add_fails(void **state)
+{
+    struct dir *d = *state;
+    char id[ENTRY_ID_LEN + 1], err[ERR_MAX], msg[ERR_MAX];
+    struct store *st = open_ok(d);
+    for (unsigned i = 0; i < 1000; i++) {
+        make_id(id, i + 1);
+        struct entry *e = mk_simple(id, i, i);
+        insert_ok(st, e);
+        (void)entry_unref(e);
+    }
+    static const size_t fail_at[] = {0, 1, 255, 256, 257, 700, 999};
+    for (size_t k = 0; k < sizeof(fail_at) / sizeof(fail_at[0]); k++) {
+        struct collected c = {.fail_at = fail_at[k]};
+        size_t n = 12345;
+        err[0] = '\0';
+        assert_int_equal(store_load(st, collect, &c, &n, err, sizeof(err)), -ENOSPC);
+        assert_int_equal(n, 12345); /* ret_n untouched */
+        assert_int_equal(c.n, fail_at[k]);
+        for (size_t i = 0; i < c.n; i++) {
+            make_id(id, (unsigned)i + 1);
+            assert_string_equal(c.v[i]->id, id);
+        }
+        make_id(id, (unsigned)fail_at[k] + 1);
+        (void)snprintf(msg, sizeof(msg), "cannot load entry %s from %s: %s", id, d->db,
+                       strerror(ENOSPC));
+        assert_string_equal(err, msg);
+        collected_free(&c);
+    }
+    /* And the store still loads afterwards. */
+    size_t n = 0;
+    struct entry **list = load_raw(st, &n);
+    assert_int_equal(n, 1000);
+    free_list(list, n);
+    st = store_close(st);
+}
+
+/* Turns the (closed) store's file back into schema version 1, as agents
+ * before version 2 wrote it: each selector and audience a row of its own
+ * table. */
+static void downgrade_to_v1(const struct dir *d)
+{
+    static const char *const children[] = {"selectors", "audiences"};
+    sqlite3 *db = NULL;
+    sqlite3_stmt *rd = NULL, *wr[2] = {NULL, NULL};
+    assert_int_equal(sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN;"
+                                  "CREATE TABLE entry_selectors ("
+                                  "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE "
+                                  "CASCADE,"
+                                  "  selector BLOB NOT NULL,"
+                                  "  PRIMARY KEY (entry, selector)"
+                                  ") STRICT, WITHOUT ROWID;"
+                                  "CREATE TABLE entry_audiences ("
+                                  "  entry INTEGER NOT NULL REFERENCES entries (seq) ON DELETE "
+                                  "CASCADE,"
+                                  "  audience BLOB NOT NULL,"
+                                  "  PRIMARY KEY (entry, audience)"
+                                  ") STRICT, WITHOUT ROWID;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT seq, selectors, audiences FROM entries", -1, &rd, NULL),
+        SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO entry_selectors VALUES (?1, ?2)", -1, &wr[0], NULL),
+        SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO entry_audiences VALUES (?1, ?2)", -1, &wr[1], NULL),
+        SQLITE_OK);
+    while (sqlite3_step(rd) == SQLITE_ROW) {
+        for (int c = 0; c < 2; c++) {
+            const char *p = sqlite3_column_blob(rd, 1 + c);
+            size_t len = (size_t)sqlite3_column_bytes(rd, 1 + c);
+            for (size_t i = 0; i < len;) {
+                const char *nul = memchr(p + i, '\0', len - i);
+                assert_non_null(nul);
+                assert_int_equal(sqlite3_bind_int64(wr[c], 1, sqlite3_column_int64(rd, 0)),
+                                 SQLITE_OK);
+                assert_int_equal(
+                    sqlite3_bind_blob(wr[c], 2, p + i, (int)(nul - (p + i)), SQLITE_TRANSIENT),
+                    SQLITE_OK);
+                if (sqlite3_step(wr[c]) != SQLITE_DONE)
+                    fail_msg("downgrading %s: %s", children[c], sqlite3_errmsg(db));
+                assert_int_equal(sqlite3_reset(wr[c]), SQLITE_OK);
+                i = (size_t)(nul - p) + 1;
+            }
+        }
+    }
+    assert_int_equal(sqlite3_finalize(rd), SQLITE_OK);
+    assert_int_equal(sqlite3_finalize(wr[0]), SQLITE_OK);
+    assert_int_equal(sqlite3_finalize(wr[1]), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE entries DROP COLUMN selectors;"
+                                  "ALTER TABLE entries DROP COLUMN audiences;"
+                                  "UPDATE schema_version SET version = 1;"
+                                  "COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A version 1 file, as the first agents wrote it, is migrated on open:
+ * every entry loads as it was, identities still collide, and the child
+ * tables are gone. */
+static void test_migration_v1_keeps_entries(void **state)
+{
+    struct dir *d = *state;
+    enum { N = 700 };
+    const char *aud[] = {"https://api.example.org", "b", "zz"};
+    char id[ENTRY_ID_LEN + 1];
+    struct entry *in[N];
+    struct store *st = open_ok(d);
+    for (unsigned i = 0; i < N; i++) {
+        char sel_buf[4][64], hint[32];
+        const char *sel[4];
+        size_t n_sel = 1 + i % 4;
+        for (size_t j = 0; j < n_sel; j++) {
+            /* Shared selectors and entries' own, some outside ASCII. */
+            if (j == 0)
+                (void)snprintf(sel_buf[j], sizeof(sel_buf[j]), "unix:uid:%u", i % 7);
+            else
+                (void)snprintf(sel_buf[j], sizeof(sel_buf[j]), "k8s:pod-name:p%u-%zu-\u00e9", i, j);
+            sel[j] = sel_buf[j];
+        }
+        (void)snprintf(hint, sizeof(hint), "hint %u", i);
+        make_id(id, N - i); /* the stable order is not insertion order */
+        char spiffe[64];
+        (void)snprintf(spiffe, sizeof(spiffe), "spiffe://example.org/w/%u", i);
+        in[i] = mk(id, spiffe, sel, n_sel, aud, i % 4, i % 3 ? hint : NULL, (int64_t)(i / 10));
+        insert_ok(st, in[i]);
+    }
+    st = store_close(st);
+    downgrade_to_v1(d);
+    assert_int_equal(db_int(d, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(db_int(d, "SELECT count(*) FROM entry_selectors"), N / 4 * (1 + 2 + 3 + 4));
+
+    st = open_ok(d);
+    size_t n = 0;
+    struct entry **list = load_ok(st, &n);
+    assert_int_equal(n, N);
+    for (size_t i = 0; i < n; i++) {
+        /* Entry i was created at i / 10 with id N - i: in each group of
+         * ten, the last inserted comes first. */
+        size_t want = i / 10 * 10 + 9 - i % 10;
+        assert_entry_equal(list[i], in[want]);
+    }
+    free_list(list, n);
+
+    /* The identity keys came along: the same identity is still refused. */
+    struct entry *again = NULL;
+    char err[ERR_MAX] = "", existing[ENTRY_ID_LEN + 1] = "";
+    const char *sel[] = {in[5]->selectors[1], in[5]->selectors[0]};
+    struct entry_spec spec = {
+        .spiffe_id = in[5]->spiffe_id,
+        .spiffe_id_len = strlen(in[5]->spiffe_id),
+        .selectors = sel,
+        .selector_lens = (size_t[]){strlen(sel[0]), strlen(sel[1])},
+        .n_selectors = 2,
+    };
+    assert_int_equal(in[5]->n_selectors, 2);
+    assert_int_equal(entry_new(&spec, "example.org", 60, 3600, &again, err, sizeof(err)), 0);
+    assert_int_equal(store_insert(st, again, existing, err, sizeof(err)), -EEXIST);
+    assert_string_equal(existing, in[5]->id);
+    (void)entry_unref(again);
+    st = store_close(st);
+
+    assert_int_equal(db_int(d, "SELECT version FROM schema_version"), STORE_SCHEMA_VERSION);
+    assert_int_equal(db_int(d, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                               "('entry_selectors', 'entry_audiences')"),
+                     0);
+    assert_int_equal(db_int(d, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    for (unsigned i = 0; i < N; i++)
+        (void)entry_unref(in[i]);
+}
+
+/* A version 1 entry without selectors (a damaged file) migrates, and is
+ * refused on load as version 1 refused it. */
+static void test_migration_v1_keeps_bad_entry_refused(void **state)
+{
+    struct dir *d = *state;
+    struct entry *e = mk_simple("0123456789abcdef0123456789abcdef", 1, 1);
+    struct store *st = open_ok(d);
+    insert_ok(st, e);
+    st = store_close(st);
+    downgrade_to_v1(d);
+    db_exec(d, "DELETE FROM entry_selectors");
+    st = open_ok(d);
+    struct entry **list = NULL;
+    size_t n = 0;
+    char err[ERR_MAX] = "";
+    assert_int_equal(load_list(st, &list, &n, err, sizeof(err)), -EUCLEAN);
+    assert_non_null(strstr(err, "an entry needs at least 1 selector, got 0"));
+    st = store_close(st);
+    (void)entry_unref(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +1018,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_keeps_acknowledged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_inserts_then_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_stops_when_add_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v1_keeps_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v1_keeps_bad_entry_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
