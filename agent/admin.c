@@ -13,7 +13,7 @@
 #include "log.h"
 
 #define LIST_PAGE_DEFAULT 100u
-#define LIST_PAGE_MAX 1000u
+#define LIST_PAGE_MAX     1000u
 /* A page stops growing past this many bytes of entries, so that a page of
  * large entries stays far below the response limit. */
 #define LIST_PAGE_BYTES (1024u * 1024u)
@@ -330,8 +330,7 @@ static void handle_create(struct admin *a, struct arena *arena, const struct adm
     r = store_insert(a->store, e, existing, err, sizeof(err));
     if (r < 0) {
         refuse(arena, caller, req, resp,
-               r == -EEXIST ? SOCKID__ERROR_CODE__ALREADY_EXISTS
-                            : SOCKID__ERROR_CODE__UNAVAILABLE,
+               r == -EEXIST ? SOCKID__ERROR_CODE__ALREADY_EXISTS : SOCKID__ERROR_CODE__UNAVAILABLE,
                err);
         goto out;
     }
@@ -397,8 +396,7 @@ static void handle_delete(struct admin *a, struct arena *arena, const struct adm
     int r = store_delete(a->store, id, err, sizeof(err));
     if (r < 0) {
         refuse(arena, caller, req, resp,
-               r == -ENOENT ? SOCKID__ERROR_CODE__NOT_FOUND : SOCKID__ERROR_CODE__UNAVAILABLE,
-               err);
+               r == -ENOENT ? SOCKID__ERROR_CODE__NOT_FOUND : SOCKID__ERROR_CODE__UNAVAILABLE, err);
         goto out;
     }
     r = entries_snapshot_derive(a->current, NULL, id, &next);
@@ -543,8 +541,7 @@ static void handle_list(const struct entries_snapshot *snap, struct arena *arena
                 /* Not even one entry fits: an empty page would look like the
                  * end of the listing. */
                 admin_error(arena, resp, SOCKID__ERROR_CODE__RESOURCE_EXHAUSTED,
-                            "entry %s does not fit in request_memory; raise request_memory",
-                            e->id);
+                            "entry %s does not fit in request_memory; raise request_memory", e->id);
                 return;
             }
             break; /* the arena is full: end the page here */
@@ -558,8 +555,7 @@ static void handle_list(const struct entries_snapshot *snap, struct arena *arena
     if (last && i < n) {
         char *next = arena_alloc(arena, 32 + ENTRY_ID_LEN);
         if (next) {
-            (void)snprintf(next, 32 + ENTRY_ID_LEN, "%" PRId64 ":%s", last->created_at,
-                           last->id);
+            (void)snprintf(next, 32 + ENTRY_ID_LEN, "%" PRId64 ":%s", last->created_at, last->id);
             lr->next_page_token = bin(next);
         }
     }
@@ -569,8 +565,8 @@ static void handle_list(const struct entries_snapshot *snap, struct arena *arena
     resp->list_entries = lr;
 }
 
-static void handle_health(struct admin *a, const struct entries_snapshot *snap,
-                          struct arena *arena, Sockid__Admin__Response *resp)
+static void handle_health(struct admin *a, const struct entries_snapshot *snap, struct arena *arena,
+                          Sockid__Admin__Response *resp)
 {
     Sockid__Admin__HealthResponse *h = arena_alloc(arena, sizeof(*h));
     if (!h) {

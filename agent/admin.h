@@ -58,16 +58,14 @@ struct admin_caller {
     gid_t gid;
     const uint32_t *groups; /* supplementary, SO_PEERGROUPS */
     size_t n_groups;
-    bool known;             /* false when the peer could not be captured */
+    bool known; /* false when the peer could not be captured */
 };
 
 /* Takes a reference to current (the snapshot loaded at startup). */
-__attribute__((warn_unused_result)) int admin_init(struct admin *a, const struct config *cfg,
-                                                   struct store *store,
-                                                   struct entries_registry *registry,
-                                                   struct keys *keys,
-                                                   struct entries_snapshot *current,
-                                                   uint64_t started_ms);
+__attribute__((warn_unused_result)) int
+admin_init(struct admin *a, const struct config *cfg, struct store *store,
+           struct entries_registry *registry, struct keys *keys, struct entries_snapshot *current,
+           uint64_t started_ms);
 void admin_fini(struct admin *a);
 
 /* What status and metrics report besides the entries and keys: the plugins,

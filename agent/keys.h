@@ -19,16 +19,16 @@
 #include <stdint.h>
 
 #define KEYS_KID_LEN 43u /* base64url of a SHA-256: the RFC 7638 thumbprint */
-#define KEYS_MAX 16u     /* keys kept at once (one active, the rest retired) */
+#define KEYS_MAX     16u /* keys kept at once (one active, the rest retired) */
 
 struct key {
     char kid[KEYS_KID_LEN + 1];
     uint8_t public_key[32];
-    uint8_t *secret_key;  /* 64 bytes in sodium_malloc memory; NULL when only
-                             the public half is known */
-    int64_t created_at;   /* unix seconds */
-    int64_t retired_at;   /* 0 while active */
-    int64_t drop_after;   /* retired keys: no token it signed lives past this */
+    uint8_t *secret_key; /* 64 bytes in sodium_malloc memory; NULL when only
+                            the public half is known */
+    int64_t created_at;  /* unix seconds */
+    int64_t retired_at;  /* 0 while active */
+    int64_t drop_after;  /* retired keys: no token it signed lives past this */
 };
 
 /* An immutable set of keys: the active one and the retired ones. */
@@ -80,17 +80,15 @@ void keys_reader_release(struct keys_reader *reader);
 
 /* Retires the active key and makes a new one active, durably. The retired
  * key's drop_after is now + max_token_ttl. */
-__attribute__((warn_unused_result)) int keys_rotate(struct keys *k, int64_t now,
-                                                    uint32_t max_token_ttl, char *err,
-                                                    size_t err_len);
+__attribute__((warn_unused_result)) int
+keys_rotate(struct keys *k, int64_t now, uint32_t max_token_ttl, char *err, size_t err_len);
 
 /* Rotates if the active key is older than rotation_s, and drops retired
  * keys past drop_after. Returns 1 when the keyset changed, 0 when not, or a
  * negative errno. Called periodically by the agent. */
 __attribute__((warn_unused_result)) int keys_maintain(struct keys *k, int64_t now,
-                                                      uint32_t rotation_s,
-                                                      uint32_t max_token_ttl, char *err,
-                                                      size_t err_len);
+                                                      uint32_t rotation_s, uint32_t max_token_ttl,
+                                                      char *err, size_t err_len);
 
 /* Signs msg with key's secret half: Ed25519, crypto_sign_detached. */
 __attribute__((warn_unused_result)) int keys_sign(const struct key *key, const uint8_t *msg,

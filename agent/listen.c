@@ -19,7 +19,8 @@
 
 #include "log.h"
 
-static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t len, const char *fmt, ...)
 {
@@ -74,8 +75,7 @@ static int clear_socket_path(const char *path, char *err, size_t err_len)
     (void)close(fd);
     if (r == 0) {
         set_err(err, err_len,
-                "another agent already answers on %s; stop it or choose another socket path",
-                path);
+                "another agent already answers on %s; stop it or choose another socket path", path);
         return -EADDRINUSE;
     }
     if (e != ECONNREFUSED) {

@@ -61,8 +61,9 @@ static void emit(enum log_level level, const char *msg, const char *fields_json,
     char line[4096];
     timestamp(ts, sizeof(ts));
     if (log_fmt == LOG_FORMAT_JSON) {
-        size_t pos = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
-                                      ts, level_names[level]);
+        size_t pos =
+            (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+                             level_names[level]);
         pos = json_escape(line, sizeof(line), pos, msg);
         (void)snprintf(line + pos, sizeof(line) - pos, "\"%s}\n", fields_json ? fields_json : "");
     } else {
@@ -97,7 +98,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * new pids at will, not new uids. */
 #define LOG_SLOTS 256u
 #define LOG_BURST 20.0
-#define LOG_RATE 5.0
+#define LOG_RATE  5.0
 
 struct log_bucket {
     uid_t uid;

@@ -16,7 +16,7 @@
 #define SELECTOR_MAX_LEN                                                                           \
     (SOCKID_SELECTOR_TYPE_MAX + 1 + SOCKID_SELECTOR_KEY_MAX + 1 + SOCKID_SELECTOR_VALUE_MAX)
 /* What one workload may carry, from all attestors together. */
-#define SELECTOR_SET_MAX 512u
+#define SELECTOR_SET_MAX   512u
 #define SELECTOR_SET_BYTES (64u * 1024u)
 
 /* Checks one part; on failure writes why into err (may be NULL). */
@@ -44,9 +44,8 @@ void selector_set_clear(struct selector_set *set);
 
 /* Adds "type:key:value". Returns 0, -EINVAL for an invalid part, -E2BIG when
  * the set is full. */
-__attribute__((warn_unused_result)) int selector_set_add(struct selector_set *set,
-                                                         const char *type, const char *key,
-                                                         const char *value);
+__attribute__((warn_unused_result)) int selector_set_add(struct selector_set *set, const char *type,
+                                                         const char *key, const char *value);
 
 /* Forgets the selectors added after the set held n (an attestor that failed
  * half way contributes nothing). Only valid before selector_set_sort(). */

@@ -27,7 +27,7 @@
 
 /* Time a stopping agent gives clients to take their last answers. */
 #define STOP_GRACE_MS 5000u
-#define LOOPS_MAX 64u
+#define LOOPS_MAX     64u
 /* Tokens every loop can reuse (each loop also keeps its own). */
 #define SHARED_TOKEN_CACHE_SIZE 16384u
 
@@ -148,8 +148,7 @@ int server_run(struct server *s)
     char status[160];
     (void)snprintf(status, sizeof(status),
                    "READY=1\nSTATUS=serving %zu entries with %zu attestors on %u event loops",
-                   s->admin ? admin_entry_count(s->admin) : 0, attest_count(s->attest),
-                   s->n_loops);
+                   s->admin ? admin_entry_count(s->admin) : 0, attest_count(s->attest), s->n_loops);
     (void)sd_notify(0, status);
     /* Loops 1..N-1 on threads of their own (they inherit the blocked
      * SIGTERM and SIGINT); loop 0, which owns the signalfd, on this one. */
@@ -185,8 +184,7 @@ static unsigned loop_count(const struct config *cfg)
 
 int server_new(const struct config *cfg, const struct attest *attest, struct admin *admin,
                struct entries_registry *registry, struct keys *keys,
-               const struct peer_features *features, struct server **ret, char *err,
-               size_t err_len)
+               const struct peer_features *features, struct server **ret, char *err, size_t err_len)
 {
     struct server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -231,8 +229,7 @@ int server_new(const struct config *cfg, const struct attest *attest, struct adm
      * authorized again by the caller's credentials. A socket the service
      * manager passed is used as it is. */
     if (s->admin_fd < 0) {
-        r = listen_unix(cfg->admin_socket_path, cfg->admin_socket_mode, &s->admin_fd, err,
-                        err_len);
+        r = listen_unix(cfg->admin_socket_path, cfg->admin_socket_mode, &s->admin_fd, err, err_len);
         if (r < 0)
             goto fail;
         s->admin_created = true;

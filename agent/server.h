@@ -22,14 +22,10 @@ struct server;
  * with cfg->admin_socket_mode. Workload requests read entries from registry
  * and sign with keys; admin requests go to admin, which also rotates keys on
  * schedule. On failure writes why into err. */
-__attribute__((warn_unused_result)) int server_new(const struct config *cfg,
-                                                   const struct attest *attest,
-                                                   struct admin *admin,
-                                                   struct entries_registry *registry,
-                                                   struct keys *keys,
-                                                   const struct peer_features *features,
-                                                   struct server **ret, char *err,
-                                                   size_t err_len);
+__attribute__((warn_unused_result)) int
+server_new(const struct config *cfg, const struct attest *attest, struct admin *admin,
+           struct entries_registry *registry, struct keys *keys,
+           const struct peer_features *features, struct server **ret, char *err, size_t err_len);
 
 /* Serves until SIGTERM or SIGINT (which the caller has blocked), then stops
  * accepting, finishes what is in flight, removes the socket and returns 0. */

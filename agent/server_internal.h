@@ -43,7 +43,7 @@ struct server {
     bool socket_created;
     bool admin_created;
     bool metrics_created;
-    bool activated; /* sockets came from the service manager */
+    bool activated;       /* sockets came from the service manager */
     uint64_t watchdog_us; /* WATCHDOG_USEC, 0 when no watchdog */
 
     /* Connection accounting across loops; taken at accept and close only. */

@@ -27,13 +27,13 @@ enum stats_request {
 
 /* Why a request or connection was refused. */
 enum stats_refusal {
-    STATS_REF_PEER_GONE,      /* exited, or its pid was reused */
-    STATS_REF_CREDENTIALS,    /* credentials changed since connect */
-    STATS_REF_NO_IDENTITY,    /* no entry matches, or audience not allowed */
-    STATS_REF_ATTESTOR,       /* a required attestor failed */
-    STATS_REF_INVALID,        /* malformed request or argument */
-    STATS_REF_LIMIT,          /* a connection or size limit */
-    STATS_REF_NOT_ADMIN,      /* admin call by a non-admin */
+    STATS_REF_PEER_GONE,   /* exited, or its pid was reused */
+    STATS_REF_CREDENTIALS, /* credentials changed since connect */
+    STATS_REF_NO_IDENTITY, /* no entry matches, or audience not allowed */
+    STATS_REF_ATTESTOR,    /* a required attestor failed */
+    STATS_REF_INVALID,     /* malformed request or argument */
+    STATS_REF_LIMIT,       /* a connection or size limit */
+    STATS_REF_NOT_ADMIN,   /* admin call by a non-admin */
     STATS_REF_INTERNAL,
     STATS_REF_N,
 };
@@ -42,8 +42,8 @@ enum stats_refusal {
  * counts everything above the last. */
 #define STATS_BUCKETS 16
 static const uint32_t stats_bucket_us[STATS_BUCKETS] = {
-    10,    25,    50,     100,    250,    500,    1000,   2500,
-    5000,  10000, 25000,  50000,  100000, 250000, 500000, 1000000,
+    10,   25,    50,    100,   250,    500,    1000,   2500,
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
 };
 
 struct stats_histogram {

@@ -463,7 +463,8 @@ static int claims_check(const json_t *claims, const char *audience, const char *
                                  sizeof(err)))
         return refuse(-EPERM, reason, reason_len,
                       "the token's sub '%s' is not a SPIFFE ID of trust domain '%s': %s",
-                      text_quote(q, json_string_value(sub), json_string_length(sub)), trust_domain, err);
+                      text_quote(q, json_string_value(sub), json_string_length(sub)), trust_domain,
+                      err);
     r = claims_aud(claims, audience, reason, reason_len);
     if (r < 0)
         return r;

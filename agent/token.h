@@ -18,8 +18,8 @@
 #include "keys.h"
 
 #define TOKEN_MAX_AUDIENCES 16u
-#define TOKEN_AUDIENCE_MAX 256u
-#define TOKEN_MAX_LEN 16384u /* a token longer than this is refused unread */
+#define TOKEN_AUDIENCE_MAX  256u
+#define TOKEN_MAX_LEN       16384u /* a token longer than this is refused unread */
 
 /* Validates one requested audience: 1..256 bytes of printable ASCII without
  * spaces. */
@@ -39,7 +39,7 @@ struct token_claims {
     char *claims_json; /* the whole payload, compact JSON */
     char kid[KEYS_KID_LEN + 1];
     int64_t exp;
-    int64_t iat;       /* 0 when absent */
+    int64_t iat; /* 0 when absent */
 };
 
 struct token_claims *token_claims_free(struct token_claims *c);
@@ -58,8 +58,7 @@ __attribute__((warn_unused_result)) int token_validate(const struct keyset *ks, 
  * set, kid). One per event loop: not thread-safe, needs no lock. */
 struct token_cache;
 
-__attribute__((warn_unused_result)) int token_cache_new(size_t capacity,
-                                                        struct token_cache **ret);
+__attribute__((warn_unused_result)) int token_cache_new(size_t capacity, struct token_cache **ret);
 struct token_cache *token_cache_free(struct token_cache *c);
 
 /* A cached token still worth handing out at now (more than half its
@@ -78,8 +77,7 @@ int token_cache_put(struct token_cache *c, const char *entry_id, const char *aud
  * when it picks up a new entry snapshot or keyset, to evict the tokens of
  * deleted entries and of keys no longer active. */
 void token_cache_retain(struct token_cache *c,
-                        bool (*keep)(void *ctx, const char *entry_id, const char *kid),
-                        void *ctx);
+                        bool (*keep)(void *ctx, const char *entry_id, const char *kid), void *ctx);
 
 size_t token_cache_count(const struct token_cache *c);
 

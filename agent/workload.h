@@ -32,10 +32,10 @@ struct workload_ctx {
     const struct config *cfg;
     const struct attest *attest;
     const struct peer_features *features;
-    uint64_t started_ms; /* agent start, CLOCK_MONOTONIC */
-    struct arena *arena; /* response memory; reset by the caller per request */
-    struct selector_set *selectors; /* scratch */
-    struct attest_cache *attest_cache; /* proc_read's files for one request */
+    uint64_t started_ms;                    /* agent start, CLOCK_MONOTONIC */
+    struct arena *arena;                    /* response memory; reset by the caller per request */
+    struct selector_set *selectors;         /* scratch */
+    struct attest_cache *attest_cache;      /* proc_read's files for one request */
     const struct entries_snapshot *entries; /* current for this request */
     const struct keyset *keyset;            /* current for this request */
     struct token_cache *tokens;             /* this loop's cache */
@@ -51,7 +51,7 @@ struct workload_peer {
     const struct peer *peer; /* NULL when capture failed */
     int capture_error;       /* negative errno from peer_capture */
     const char *capture_reason;
-    pid_t pid;               /* as SO_PEERCRED said, for logs */
+    pid_t pid; /* as SO_PEERCRED said, for logs */
     uid_t uid;
 };
 
@@ -63,6 +63,7 @@ void workload_handle(struct workload_ctx *ctx, const struct workload_peer *wp,
 /* Fills resp with an error of code and message (message copied into the
  * arena). Used for requests that never reach workload_handle. */
 void workload_error(struct workload_ctx *ctx, Sockid__Workload__Response *resp,
-                    Sockid__ErrorCode code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                    Sockid__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -13,8 +13,8 @@ int frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, uint32_t *
 {
     if (len < FRAME_HEADER_SIZE)
         return 0;
-    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
-                 (uint32_t)buf[3];
+    uint32_t n =
+        (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | (uint32_t)buf[3];
     if (n == 0)
         return -EBADMSG;
     if (n > max_payload)

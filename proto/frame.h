@@ -12,15 +12,14 @@
 #define FRAME_HEADER_SIZE 4u
 /* Default and hard bounds of a frame's payload. */
 #define FRAME_DEFAULT_MAX (64u * 1024u)
-#define FRAME_HARD_MAX (16u * 1024u * 1024u)
+#define FRAME_HARD_MAX    (16u * 1024u * 1024u)
 
 /* Looks at the bytes received so far on a stream. Returns 1 and stores the
  * payload length when a whole frame is there (header + payload), 0 when more
  * bytes are needed, -EMSGSIZE when the announced length exceeds max_payload
  * (known as soon as the header is in), -EBADMSG for a zero length. */
-__attribute__((warn_unused_result)) int frame_parse(const uint8_t *buf, size_t len,
-                                                    uint32_t max_payload,
-                                                    uint32_t *ret_payload_len);
+__attribute__((warn_unused_result)) int
+frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, uint32_t *ret_payload_len);
 
 void frame_put_header(uint8_t out[static FRAME_HEADER_SIZE], uint32_t payload_len);
 
@@ -28,8 +27,8 @@ void frame_put_header(uint8_t out[static FRAME_HEADER_SIZE], uint32_t payload_le
  * within timeout_ms in total (-1: no timeout). Reads into a buffer of cap
  * bytes. Return 0, or -ETIMEDOUT, -ECONNRESET (peer closed), -EMSGSIZE,
  * -EBADMSG, or another negative errno. */
-__attribute__((warn_unused_result)) int frame_write(int fd, const uint8_t *payload,
-                                                    uint32_t len, int timeout_ms);
+__attribute__((warn_unused_result)) int frame_write(int fd, const uint8_t *payload, uint32_t len,
+                                                    int timeout_ms);
 __attribute__((warn_unused_result)) int frame_read(int fd, uint8_t *buf, size_t cap,
                                                    uint32_t max_payload, int timeout_ms,
                                                    uint32_t *ret_len);

@@ -45,11 +45,10 @@ static void check(const char *tok, size_t len)
 {
     struct token_claims *claims = NULL;
     char reason[1200];
-    int r = token_validate(keyset, tok, len, "db", "example.org", NOW, &claims, reason,
-                           sizeof(reason));
+    int r =
+        token_validate(keyset, tok, len, "db", "example.org", NOW, &claims, reason, sizeof(reason));
     if (r == 0) {
-        if (!claims || strncmp(claims->sub, "spiffe://example.org/", 21) != 0 ||
-            claims->exp <= NOW)
+        if (!claims || strncmp(claims->sub, "spiffe://example.org/", 21) != 0 || claims->exp <= NOW)
             abort();
         token_claims_free(claims);
     } else if (r != -EINVAL && r != -EPERM && r != -ENOMEM) {

@@ -34,25 +34,25 @@ extern "C" {
 #define SOCKID_WUR __attribute__((warn_unused_result))
 
 #define SOCKID_DEFAULT_AGENT_SOCKET "/run/sockid/agent.sock"
-#define SOCKID_AGENT_SOCKET_ENV "SOCKID_AGENT_SOCKET"
+#define SOCKID_AGENT_SOCKET_ENV     "SOCKID_AGENT_SOCKET"
 
 /* Error codes. -1 to -9 mirror the agent's wire codes. */
 enum sockid_error {
     SOCKID_OK = 0,
-    SOCKID_EINVAL = -1,        /* the agent says the request is invalid */
-    SOCKID_EPERM = -2,         /* refused: no identity or right for this process */
-    SOCKID_EPEERGONE = -3,     /* the agent saw this process exit or change identity */
-    SOCKID_EUNAVAILABLE = -4,  /* the agent is shutting down or overloaded */
-    SOCKID_EINTERNAL = -5,     /* the agent hit an internal error */
+    SOCKID_EINVAL = -1,         /* the agent says the request is invalid */
+    SOCKID_EPERM = -2,          /* refused: no identity or right for this process */
+    SOCKID_EPEERGONE = -3,      /* the agent saw this process exit or change identity */
+    SOCKID_EUNAVAILABLE = -4,   /* the agent is shutting down or overloaded */
+    SOCKID_EINTERNAL = -5,      /* the agent hit an internal error */
     SOCKID_EUNIMPLEMENTED = -6, /* the agent does not know this request */
-    SOCKID_ELIMIT = -7,        /* a per-client limit of the agent was reached */
-    SOCKID_EEXIST = -8,        /* admin: an entry with that SPIFFE ID and selectors exists */
-    SOCKID_ENOTFOUND = -9,     /* admin: no entry has that id */
-    SOCKID_EUNREACHABLE = -20, /* no agent answers on the socket */
-    SOCKID_ETIMEDOUT = -21,    /* the agent did not answer in time */
-    SOCKID_EPROTO = -22,       /* the agent's answer was malformed or closed early */
+    SOCKID_ELIMIT = -7,         /* a per-client limit of the agent was reached */
+    SOCKID_EEXIST = -8,         /* admin: an entry with that SPIFFE ID and selectors exists */
+    SOCKID_ENOTFOUND = -9,      /* admin: no entry has that id */
+    SOCKID_EUNREACHABLE = -20,  /* no agent answers on the socket */
+    SOCKID_ETIMEDOUT = -21,     /* the agent did not answer in time */
+    SOCKID_EPROTO = -22,        /* the agent's answer was malformed or closed early */
     SOCKID_ENOMEM = -23,
-    SOCKID_EUSAGE = -24,       /* bad arguments to a libsockid call */
+    SOCKID_EUSAGE = -24, /* bad arguments to a libsockid call */
 };
 
 struct sockid_client;
@@ -92,7 +92,7 @@ struct sockid_whoami {
     uid_t uid;
     gid_t gid;
     size_t n_selectors;
-    char **selectors;  /* "type:key:value", sorted */
+    char **selectors; /* "type:key:value", sorted */
     size_t n_spiffe_ids;
     char **spiffe_ids;
 };
@@ -102,8 +102,8 @@ SOCKID_API struct sockid_whoami *sockid_whoami_free(struct sockid_whoami *w);
 
 struct sockid_health {
     char *version;
-    int peer_pidfd;      /* 1 when the agent uses SO_PEERPIDFD */
-    int pidfd_get_info;  /* 1 when the agent uses PIDFD_GET_INFO */
+    int peer_pidfd;     /* 1 when the agent uses SO_PEERPIDFD */
+    int pidfd_get_info; /* 1 when the agent uses PIDFD_GET_INFO */
     uint64_t uptime_ms;
     unsigned attestors;
 };
@@ -186,7 +186,7 @@ SOCKID_API struct sockid_validation *sockid_validation_free(struct sockid_valida
  * every call by the caller's uid and gids (admin_uids, admin_gids):
  * SOCKID_EPERM otherwise. Errors and results follow the rules above. */
 #define SOCKID_DEFAULT_ADMIN_SOCKET "/run/sockid/admin.sock"
-#define SOCKID_ADMIN_SOCKET_ENV "SOCKID_ADMIN_SOCKET"
+#define SOCKID_ADMIN_SOCKET_ENV     "SOCKID_ADMIN_SOCKET"
 
 struct sockid_admin;
 
