@@ -35,10 +35,6 @@
 #include "cgpath.h"
 #include "cgread.h"
 
-struct cgroup_state {
-    struct cgread_mount mount;
-};
-
 static void cgroup_quiet(void *userdata, int level, const char *fmt, va_list ap)
 {
     (void)userdata;
@@ -76,46 +72,31 @@ static void cgroup_libcgroup_v2_hint(char *hint, size_t len)
 static int cgroup_plugin_init(const struct sockid_attestor_config *config, void **ret_state,
                               char *err, size_t err_len)
 {
-    struct cgroup_state *state;
     char hint[FILENAME_MAX];
-    int r;
-
-    if (!ret_state)
-        return -EINVAL;
-    r = cgread_config_none("cgroup", config, err, err_len);
+    int r = cgread_config_none("cgroup", config, err, err_len);
     if (r < 0)
         return r;
-    state = calloc(1, sizeof(*state));
-    if (!state)
-        return -ENOMEM;
     cgroup_libcgroup_v2_hint(hint, sizeof(hint));
-    cgread_mount_find(hint[0] ? hint : NULL, &state->mount);
-    *ret_state = state;
-    return 0;
+    return cgread_state_new(hint[0] ? hint : NULL, ret_state);
 }
 
-static void cgroup_plugin_fini(void *vstate)
+static void cgroup_plugin_fini(void *state)
 {
-    struct cgroup_state *state = vstate;
-    if (!state)
-        return;
     /* libcgroup may outlive this plugin in the process; its logger must not
      * point into unloaded code. */
     cgroup_set_logger(NULL, CGROUP_LOG_ERROR, NULL);
-    cgread_mount_close(&state->mount);
-    free(state);
+    cgread_state_free(state);
 }
 
 static int cgroup_plugin_attest(void *vstate, const struct sockid_peer *peer, sockid_emit_fn emit,
                                 void *emit_ctx)
 {
-    struct cgroup_state *state = vstate;
     struct cgpath_table *t = NULL;
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN)
+    if (!emit)
         return -EINVAL;
-    r = cgread_peer(peer, &state->mount, &t);
+    r = cgread_peer(peer, vstate, &t);
     if (r < 0)
         return r;
     r = cgpath_emit_cgroup(t, emit, emit_ctx);

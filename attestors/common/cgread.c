@@ -173,6 +173,26 @@ void cgread_mount_close(struct cgread_mount *m)
     m->verified = kvcache_free(m->verified);
 }
 
+int cgread_state_new(const char *hint, void **ret_state)
+{
+    if (!ret_state)
+        return -EINVAL;
+    struct cgread_mount *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    cgread_mount_find(hint, m);
+    *ret_state = m;
+    return 0;
+}
+
+void cgread_state_free(void *state)
+{
+    if (!state)
+        return;
+    cgread_mount_close(state);
+    free(state);
+}
+
 /* ---- the peer's cgroup file ---- */
 
 static int cgread_read_more(int fd, char *buf, size_t cap, size_t *len)
@@ -302,7 +322,7 @@ int cgread_peer(const struct sockid_peer *peer, const struct cgread_mount *m,
     size_t len = 0;
     int fd, r;
 
-    if (!peer || !ret)
+    if (!peer || !m || !ret || peer->struct_size < SOCKID_PEER_SIZE_MIN)
         return -EINVAL;
     /* One read per request for all the attestors that need this file. */
     if (SOCKID_PEER_HAS(peer, proc_read) && peer->proc_read) {

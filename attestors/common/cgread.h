@@ -39,6 +39,13 @@ struct cgread_mount {
 void cgread_mount_find(const char *hint, struct cgread_mount *ret);
 void cgread_mount_close(struct cgread_mount *m);
 
+/* The state of an attestor that needs only the cgroup2 mount (cgroup,
+ * container, systemd): a cgread_mount, found with hint, in *ret_state.
+ * Call it from init() once the config is checked. 0, -EINVAL or -ENOMEM. */
+__attribute__((warn_unused_result)) int cgread_state_new(const char *hint, void **ret_state);
+/* Frees what cgread_state_new made; accepts NULL. Fits fini() as it is. */
+void cgread_state_free(void *state);
+
 /* Reads and parses the peer's cgroup file (through the host's proc_read,
  * which reads it once per request for every attestor, or through
  * peer->proc_dirfd when the host has none), then, when the kernel gave a
@@ -48,7 +55,8 @@ void cgread_mount_close(struct cgread_mount *m);
  * the v2 path names another cgroup than the id (the process moved since it
  * connected) or none; -ENODEV when the check cannot be made because the
  * agent sees no cgroup2 mount; -EXDEV when the path is outside what the
- * agent's mount shows; -ENOMEM; or the errno of the read. */
+ * agent's mount shows; -EINVAL for a view smaller than SOCKID_PEER_SIZE_MIN;
+ * -ENOMEM; or the errno of the read. */
 __attribute__((warn_unused_result)) int cgread_peer(const struct sockid_peer *peer,
                                                     const struct cgread_mount *m,
                                                     struct cgpath_table **ret);

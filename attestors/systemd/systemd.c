@@ -21,49 +21,23 @@
 #include "cgpath.h"
 #include "cgread.h"
 
-struct systemd_state {
-    struct cgread_mount mount;
-};
-
 static int systemd_init(const struct sockid_attestor_config *config, void **ret_state, char *err,
                         size_t err_len)
 {
-    struct systemd_state *state;
-    int r;
-
-    if (!ret_state)
-        return -EINVAL;
-    r = cgread_config_none("systemd", config, err, err_len);
-    if (r < 0)
-        return r;
-    state = calloc(1, sizeof(*state));
-    if (!state)
-        return -ENOMEM;
-    cgread_mount_find(NULL, &state->mount);
-    *ret_state = state;
-    return 0;
-}
-
-static void systemd_fini(void *vstate)
-{
-    struct systemd_state *state = vstate;
-    if (!state)
-        return;
-    cgread_mount_close(&state->mount);
-    free(state);
+    int r = cgread_config_none("systemd", config, err, err_len);
+    return r < 0 ? r : cgread_state_new(NULL, ret_state);
 }
 
 static int systemd_attest(void *vstate, const struct sockid_peer *peer, sockid_emit_fn emit,
                           void *emit_ctx)
 {
-    struct systemd_state *state = vstate;
     struct cgpath_table *t = NULL;
     struct cgpath_systemd sd;
     int r;
 
-    if (!state || !peer || !emit || peer->struct_size < SOCKID_PEER_SIZE_MIN)
+    if (!emit)
         return -EINVAL;
-    r = cgread_peer(peer, &state->mount, &t);
+    r = cgread_peer(peer, vstate, &t);
     if (r < 0)
         return r;
     r = cgpath_systemd(t, &sd);
@@ -79,7 +53,7 @@ static const struct sockid_attestor systemd_attestor = {
     .name = "systemd",
     .init = systemd_init,
     .attest = systemd_attest,
-    .fini = systemd_fini,
+    .fini = cgread_state_free,
 };
 
 SOCKID_ATTESTOR_EXPORT const struct sockid_attestor *sockid_attestor(void)
