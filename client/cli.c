@@ -110,6 +110,101 @@ int cli_option(int opt, char **argv, struct cli_global *g, const char *command)
     }
 }
 
+int cli_parse_plain(int argc, char **argv, struct cli_global *g, const char *command,
+                    const char *usage, bool admin, bool *json)
+{
+    enum { OPT_JSON = CLI_OPT_FIRST_FREE };
+    static const struct option workload_options[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_GLOBAL_OPTIONS,
+        {0},
+    };
+    static const struct option admin_options[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        CLI_ADMIN_OPTIONS,
+        {0},
+    };
+    /* Without --json, the same tables from their second row. */
+    const struct option *options = admin ? admin_options : workload_options;
+    if (!json)
+        options++;
+    int opt;
+    while ((opt = cli_getopt(argc, argv, options)) != -1) {
+        if (opt == OPT_JSON) {
+            *json = true;
+            continue;
+        }
+        if (opt == CLI_OPT_HELP) {
+            printf("%s%s", usage, admin ? cli_admin_help : cli_global_help);
+            return CLI_EXIT_OK;
+        }
+        int r = cli_option(opt, argv, g, command);
+        if (r != CLI_EXIT_OK)
+            return r;
+    }
+    if (optind < argc)
+        return cli_usage_error(command, "unexpected argument '%s'", argv[optind]);
+    return CLI_GO_ON;
+}
+
+static void cli_group_usage(const struct cli_group *grp)
+{
+    printf("Usage: sockid %s [OPTIONS] COMMAND [ARGS]\n"
+           "\n"
+           "%s"
+           "\n"
+           "Commands:\n",
+           grp->name, grp->about);
+    for (size_t i = 0; i < grp->n_verbs; i++)
+        printf("  %-8s %s\n", grp->verbs[i].name, grp->verbs[i].summary);
+    printf("\n"
+           "Options (also accepted after the command):\n"
+           "%s"
+           "\n"
+           "Run 'sockid %s COMMAND --help' for the options of a command.\n",
+           cli_admin_help, grp->name);
+}
+
+int cli_run_group(const struct cli_group *grp, int argc, char **argv, struct cli_global *g)
+{
+    static const struct option options[] = {
+        CLI_ADMIN_OPTIONS,
+        {0},
+    };
+    opterr = 0;
+    int opt;
+    /* '+': stop at the verb; what follows is the verb's. */
+    while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
+        if (opt == CLI_OPT_HELP) {
+            cli_group_usage(grp);
+            return CLI_EXIT_OK;
+        }
+        int r = cli_option(opt, argv, g, grp->name);
+        if (r != CLI_EXIT_OK)
+            return r;
+    }
+    if (optind >= argc) {
+        char names[256] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < grp->n_verbs && len < sizeof(names); i++) {
+            const char *sep = i == 0 ? "" : i + 1 == grp->n_verbs ? " or " : ", ";
+            int n = snprintf(names + len, sizeof(names) - len, "%s%s", sep, grp->verbs[i].name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+        return cli_usage_error(grp->name, "no command given (%s)", names);
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < grp->n_verbs; i++) {
+        if (strcmp(grp->verbs[i].name, name) == 0) {
+            argc -= optind;
+            argv += optind;
+            optind = 0; /* glibc: start afresh on the verb's argv */
+            return grp->verbs[i].run(argc, argv, g);
+        }
+    }
+    return cli_usage_error(grp->name, "unknown command '%s'", name);
+}
+
 int cli_exit_code(int sockid_code)
 {
     switch (sockid_code) {

@@ -8,6 +8,8 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include <sockid/client.h>
@@ -70,6 +72,30 @@ int cli_getopt(int argc, char **argv, const struct option *options);
  * unknown options and missing arguments. Returns CLI_EXIT_OK to go on
  * parsing, or an exit code after printing why. */
 int cli_option(int opt, char **argv, struct cli_global *g, const char *command);
+
+/* What cli_parse_plain returns when the command should go on. */
+#define CLI_GO_ON (-1)
+
+/* Parses the options of a command that takes no argument and no option of
+ * its own but --json (when json is not NULL): whoami, health, status,
+ * metrics, key rotate. admin: the admin socket's global options, else the
+ * workload socket's. --help prints usage and the global options' help.
+ * Returns CLI_GO_ON, or the exit code to return now (after --help, or
+ * after printing an error). */
+int cli_parse_plain(int argc, char **argv, struct cli_global *g, const char *command,
+                    const char *usage, bool admin, bool *json);
+
+/* A command made of verbs (sockid entry, sockid key): the admin socket's
+ * global options, then a verb, which parses the rest. */
+struct cli_group {
+    const char *name;  /* "entry" */
+    const char *about; /* the usage's paragraph, lines ending in '\n' */
+    const struct cli_command *verbs;
+    size_t n_verbs;
+};
+
+/* Runs the verb argv names, with the group's options before it applied. */
+int cli_run_group(const struct cli_group *grp, int argc, char **argv, struct cli_global *g);
 
 /* Prints "sockid: <what>; run 'sockid [command] --help' for usage." and
  * returns CLI_EXIT_USAGE. command may be NULL for the tool itself. */

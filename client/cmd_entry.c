@@ -470,54 +470,15 @@ static const struct cli_command verbs[] = {
     {"delete", entry_delete, "delete one entry"},
 };
 
-static void entry_usage(void)
-{
-    printf("Usage: sockid entry [OPTIONS] COMMAND [ARGS]\n"
-           "\n"
-           "Manages registration entries on the agent's admin socket. An entry gives a\n"
-           "SPIFFE ID to every workload whose selectors include all of the entry's\n"
-           "selectors. Needs a user that the agent's admin_uids or admin_gids allow.\n"
-           "\n"
-           "Commands:\n");
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        printf("  %-8s %s\n", verbs[i].name, verbs[i].summary);
-    printf("\n"
-           "Options (also accepted after the command):\n"
-           "%s"
-           "\n"
-           "Run 'sockid entry COMMAND --help' for the options of a command.\n",
-           cli_admin_help);
-}
-
 int cmd_entry(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        CLI_ADMIN_OPTIONS,
-        {0},
+    static const struct cli_group group = {
+        .name = "entry",
+        .about = "Manages registration entries on the agent's admin socket. An entry gives a\n"
+                 "SPIFFE ID to every workload whose selectors include all of the entry's\n"
+                 "selectors. Needs a user that the agent's admin_uids or admin_gids allow.\n",
+        .verbs = verbs,
+        .n_verbs = sizeof(verbs) / sizeof(verbs[0]),
     };
-    opterr = 0;
-    int opt;
-    /* '+': stop at the verb; what follows is the verb's. */
-    while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            entry_usage();
-            return CLI_EXIT_OK;
-        }
-        int r = cli_option(opt, argv, g, "entry");
-        if (r != CLI_EXIT_OK)
-            return r;
-    }
-    if (optind >= argc)
-        return cli_usage_error("entry", "no command given (create, list, show or delete)");
-
-    const char *name = argv[optind];
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-        if (strcmp(verbs[i].name, name) == 0) {
-            argc -= optind;
-            argv += optind;
-            optind = 0; /* glibc: start afresh on the verb's argv */
-            return verbs[i].run(argc, argv, g);
-        }
-    }
-    return cli_usage_error("entry", "unknown command '%s'", name);
+    return cli_run_group(&group, argc, argv, g);
 }

@@ -13,8 +13,6 @@ static const char usage[] =
     "Options:\n"
     "  --json         print one JSON object instead of a line of text\n";
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
-
 static int print_json(const struct sockid_health *h)
 {
     json_t *version = cli_json_string(h->version, "agent version");
@@ -31,33 +29,13 @@ static int print_json(const struct sockid_health *h)
 
 int cmd_health(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_GLOBAL_OPTIONS,
-        {0},
-    };
     bool json = false;
-    int opt;
-    while ((opt = cli_getopt(argc, argv, options)) != -1) {
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case CLI_OPT_HELP:
-            printf("%s%s", usage, cli_global_help);
-            return CLI_EXIT_OK;
-        default: {
-            int r = cli_option(opt, argv, g, "health");
-            if (r != CLI_EXIT_OK)
-                return r;
-        }
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("health", "unexpected argument '%s'", argv[optind]);
+    int rc = cli_parse_plain(argc, argv, g, "health", usage, false, &json);
+    if (rc != CLI_GO_ON)
+        return rc;
 
     struct sockid_client *c;
-    int rc = cli_open(g, &c);
+    rc = cli_open(g, &c);
     if (rc != CLI_EXIT_OK)
         return rc;
     struct sockid_health *h;

@@ -5,8 +5,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
-
 static const char rotate_usage[] =
     "Usage: sockid key rotate [--json]\n"
     "\n"
@@ -41,33 +39,13 @@ static int print_json(const struct sockid_key_rotation *k)
 static int key_rotate(int argc, char **argv, struct cli_global *g)
 {
     static const char command[] = "key rotate";
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_ADMIN_OPTIONS,
-        {0},
-    };
     bool json = false;
-    int opt;
-    while ((opt = cli_getopt(argc, argv, options)) != -1) {
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case CLI_OPT_HELP:
-            printf("%s%s", rotate_usage, cli_admin_help);
-            return CLI_EXIT_OK;
-        default: {
-            int r = cli_option(opt, argv, g, command);
-            if (r != CLI_EXIT_OK)
-                return r;
-        }
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(command, "unexpected argument '%s'", argv[optind]);
+    int rc = cli_parse_plain(argc, argv, g, command, rotate_usage, true, &json);
+    if (rc != CLI_GO_ON)
+        return rc;
 
     struct sockid_admin *a;
-    int rc = cli_admin_open(g, &a);
+    rc = cli_admin_open(g, &a);
     if (rc != CLI_EXIT_OK)
         return rc;
     struct sockid_key_rotation *k;
@@ -102,53 +80,14 @@ static const struct cli_command verbs[] = {
     {"rotate", key_rotate, "replace the active signing key now; prints the new key's id"},
 };
 
-static void key_usage(void)
-{
-    printf("Usage: sockid key [OPTIONS] COMMAND [ARGS]\n"
-           "\n"
-           "Manages the agent's signing keys on its admin socket. Needs a user that the\n"
-           "agent's admin_uids or admin_gids allow.\n"
-           "\n"
-           "Commands:\n");
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        printf("  %-8s %s\n", verbs[i].name, verbs[i].summary);
-    printf("\n"
-           "Options (also accepted after the command):\n"
-           "%s"
-           "\n"
-           "Run 'sockid key COMMAND --help' for the options of a command.\n",
-           cli_admin_help);
-}
-
 int cmd_key(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        CLI_ADMIN_OPTIONS,
-        {0},
+    static const struct cli_group group = {
+        .name = "key",
+        .about = "Manages the agent's signing keys on its admin socket. Needs a user that the\n"
+                 "agent's admin_uids or admin_gids allow.\n",
+        .verbs = verbs,
+        .n_verbs = sizeof(verbs) / sizeof(verbs[0]),
     };
-    opterr = 0;
-    int opt;
-    /* '+': stop at the verb; what follows is the verb's. */
-    while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            key_usage();
-            return CLI_EXIT_OK;
-        }
-        int r = cli_option(opt, argv, g, "key");
-        if (r != CLI_EXIT_OK)
-            return r;
-    }
-    if (optind >= argc)
-        return cli_usage_error("key", "no command given (rotate)");
-
-    const char *name = argv[optind];
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-        if (strcmp(verbs[i].name, name) == 0) {
-            argc -= optind;
-            argv += optind;
-            optind = 0; /* glibc: start afresh on the verb's argv */
-            return verbs[i].run(argc, argv, g);
-        }
-    }
-    return cli_usage_error("key", "unknown command '%s'", name);
+    return cli_run_group(&group, argc, argv, g);
 }

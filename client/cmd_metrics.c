@@ -45,25 +45,12 @@ static void print_lines(const char *text)
 
 int cmd_metrics(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        CLI_ADMIN_OPTIONS,
-        {0},
-    };
-    int opt;
-    while ((opt = cli_getopt(argc, argv, options)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            printf("%s%s", usage, cli_admin_help);
-            return CLI_EXIT_OK;
-        }
-        int r = cli_option(opt, argv, g, "metrics");
-        if (r != CLI_EXIT_OK)
-            return r;
-    }
-    if (optind < argc)
-        return cli_usage_error("metrics", "unexpected argument '%s'", argv[optind]);
+    int rc = cli_parse_plain(argc, argv, g, "metrics", usage, true, NULL);
+    if (rc != CLI_GO_ON)
+        return rc;
 
     struct sockid_admin *a;
-    int rc = cli_admin_open(g, &a);
+    rc = cli_admin_open(g, &a);
     if (rc != CLI_EXIT_OK)
         return rc;
     struct sockid_metrics *m;

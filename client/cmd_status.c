@@ -23,8 +23,6 @@ static const char usage[] =
     "                 connections, requests, refusals, tokens, latency (each\n"
     "                 percentile in microseconds, null above the largest bucket)\n";
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
-
 static json_int_t json_u64(uint64_t v)
 {
     return v > (uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)v;
@@ -195,33 +193,13 @@ static void print_text(const struct sockid_status *s)
 
 int cmd_status(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_ADMIN_OPTIONS,
-        {0},
-    };
     bool json = false;
-    int opt;
-    while ((opt = cli_getopt(argc, argv, options)) != -1) {
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case CLI_OPT_HELP:
-            printf("%s%s", usage, cli_admin_help);
-            return CLI_EXIT_OK;
-        default: {
-            int r = cli_option(opt, argv, g, "status");
-            if (r != CLI_EXIT_OK)
-                return r;
-        }
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("status", "unexpected argument '%s'", argv[optind]);
+    int rc = cli_parse_plain(argc, argv, g, "status", usage, true, &json);
+    if (rc != CLI_GO_ON)
+        return rc;
 
     struct sockid_admin *a;
-    int rc = cli_admin_open(g, &a);
+    rc = cli_admin_open(g, &a);
     if (rc != CLI_EXIT_OK)
         return rc;
     struct sockid_status *s;

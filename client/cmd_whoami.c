@@ -14,8 +14,6 @@ static const char usage[] =
     "Options:\n"
     "  --json         print one JSON object: pid, uid, gid, selectors, spiffe_ids\n";
 
-enum { OPT_JSON = CLI_OPT_FIRST_FREE };
-
 static void print_list(const char *title, char *const *items, size_t n)
 {
     printf("%s:\n", title);
@@ -49,33 +47,13 @@ static int print_json(const struct sockid_whoami *w)
 
 int cmd_whoami(int argc, char **argv, struct cli_global *g)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        CLI_GLOBAL_OPTIONS,
-        {0},
-    };
     bool json = false;
-    int opt;
-    while ((opt = cli_getopt(argc, argv, options)) != -1) {
-        switch (opt) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case CLI_OPT_HELP:
-            printf("%s%s", usage, cli_global_help);
-            return CLI_EXIT_OK;
-        default: {
-            int r = cli_option(opt, argv, g, "whoami");
-            if (r != CLI_EXIT_OK)
-                return r;
-        }
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("whoami", "unexpected argument '%s'", argv[optind]);
+    int rc = cli_parse_plain(argc, argv, g, "whoami", usage, false, &json);
+    if (rc != CLI_GO_ON)
+        return rc;
 
     struct sockid_client *c;
-    int rc = cli_open(g, &c);
+    rc = cli_open(g, &c);
     if (rc != CLI_EXIT_OK)
         return rc;
     struct sockid_whoami *w;
