@@ -260,51 +260,55 @@ static void admin_publish(struct admin *a, struct entries_snapshot *next)
     entries_registry_publish(a->registry, next);
 }
 
-static void handle_create(struct admin *a, struct arena *arena, const struct admin_caller *caller,
-                          const Sockid__Admin__Request *req, Sockid__Admin__Response *resp,
-                          struct entries_snapshot **ret_hold)
+bool admin_create_spec(const Sockid__Admin__CreateEntryRequest *c, struct admin_create_spec *out,
+                       char *err, size_t err_len)
 {
-    const Sockid__Admin__CreateEntryRequest *c = req->create_entry;
-    char err[512];
     if (c->n_selectors > ENTRY_MAX_SELECTORS) {
-        (void)snprintf(err, sizeof(err), "an entry has at most %u selectors, got %zu",
+        (void)snprintf(err, err_len, "an entry has at most %u selectors, got %zu",
                        ENTRY_MAX_SELECTORS, c->n_selectors);
-        refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, err);
-        return;
+        return false;
     }
     if (c->n_audiences > ENTRY_MAX_AUDIENCES) {
-        (void)snprintf(err, sizeof(err), "an entry has at most %u audiences, got %zu",
+        (void)snprintf(err, err_len, "an entry has at most %u audiences, got %zu",
                        ENTRY_MAX_AUDIENCES, c->n_audiences);
-        refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, err);
-        return;
+        return false;
     }
-    const char *sels[ENTRY_MAX_SELECTORS];
-    size_t sel_lens[ENTRY_MAX_SELECTORS];
-    const char *auds[ENTRY_MAX_AUDIENCES];
-    size_t aud_lens[ENTRY_MAX_AUDIENCES];
     for (size_t i = 0; i < c->n_selectors; i++) {
-        sels[i] = (const char *)c->selectors[i].data;
-        sel_lens[i] = c->selectors[i].len;
+        out->sels[i] = (const char *)c->selectors[i].data;
+        out->sel_lens[i] = c->selectors[i].len;
     }
     for (size_t i = 0; i < c->n_audiences; i++) {
-        auds[i] = (const char *)c->audiences[i].data;
-        aud_lens[i] = c->audiences[i].len;
+        out->auds[i] = (const char *)c->audiences[i].data;
+        out->aud_lens[i] = c->audiences[i].len;
     }
-    struct entry_spec spec = {
+    out->spec = (struct entry_spec){
         .spiffe_id = (const char *)c->spiffe_id.data,
         .spiffe_id_len = c->spiffe_id.len,
-        .selectors = sels,
-        .selector_lens = sel_lens,
+        .selectors = out->sels,
+        .selector_lens = out->sel_lens,
         .n_selectors = c->n_selectors,
         .ttl = c->ttl_seconds,
-        .audiences = auds,
-        .audience_lens = aud_lens,
+        .audiences = out->auds,
+        .audience_lens = out->aud_lens,
         .n_audiences = c->n_audiences,
         .hint = c->hint.len ? (const char *)c->hint.data : NULL,
         .hint_len = c->hint.len,
     };
+    return true;
+}
+
+static void handle_create(struct admin *a, struct arena *arena, const struct admin_caller *caller,
+                          const Sockid__Admin__Request *req, Sockid__Admin__Response *resp,
+                          struct entries_snapshot **ret_hold)
+{
+    char err[512];
+    struct admin_create_spec cs;
+    if (!admin_create_spec(req->create_entry, &cs, err, sizeof(err))) {
+        refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__INVALID_ARGUMENT, err);
+        return;
+    }
     struct entry *e = NULL;
-    int r = entry_new(&spec, a->cfg->trust_domain, a->cfg->default_ttl, a->cfg->max_ttl, &e, err,
+    int r = entry_new(&cs.spec, a->cfg->trust_domain, a->cfg->default_ttl, a->cfg->max_ttl, &e, err,
                       sizeof(err));
     if (r == -ENOMEM) {
         refuse(arena, caller, req, resp, SOCKID__ERROR_CODE__UNAVAILABLE,

@@ -79,6 +79,22 @@ void admin_metrics_input(struct admin *a, struct metrics_input *ret);
 
 /* The status and metrics calls (admin_status.c), for admin_handle once the
  * caller is authorized. */
+/* An entry_spec over a CreateEntry request's fields, and the arrays it
+ * points into. */
+struct admin_create_spec {
+    struct entry_spec spec;
+    const char *sels[ENTRY_MAX_SELECTORS];
+    size_t sel_lens[ENTRY_MAX_SELECTORS];
+    const char *auds[ENTRY_MAX_AUDIENCES];
+    size_t aud_lens[ENTRY_MAX_AUDIENCES];
+};
+
+/* Fills out from c, whose bytes it points to (entry_new validates them).
+ * false, with why in err, when c holds more selectors or audiences than an
+ * entry may. */
+bool admin_create_spec(const Sockid__Admin__CreateEntryRequest *c, struct admin_create_spec *out,
+                       char *err, size_t err_len);
+
 void admin_status(struct admin *a, struct arena *arena, Sockid__Admin__Response *resp);
 void admin_metrics(struct admin *a, struct arena *arena, Sockid__Admin__Response *resp);
 

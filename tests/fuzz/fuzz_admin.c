@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "admin.pb-c.h"
 #include "arena.h"
 #include "entries.h"
@@ -21,34 +22,12 @@ static alignas(max_align_t) uint8_t arena_mem[FUZZ_ARENA];
 
 static void create(const Sockid__Admin__CreateEntryRequest *c)
 {
-    if (c->n_selectors > ENTRY_MAX_SELECTORS || c->n_audiences > ENTRY_MAX_AUDIENCES)
-        return; /* refused by count before validation, as admin.c does */
-    const char *sels[ENTRY_MAX_SELECTORS], *auds[ENTRY_MAX_AUDIENCES];
-    size_t sel_lens[ENTRY_MAX_SELECTORS], aud_lens[ENTRY_MAX_AUDIENCES];
-    for (size_t i = 0; i < c->n_selectors; i++) {
-        sels[i] = (const char *)c->selectors[i].data;
-        sel_lens[i] = c->selectors[i].len;
-    }
-    for (size_t i = 0; i < c->n_audiences; i++) {
-        auds[i] = (const char *)c->audiences[i].data;
-        aud_lens[i] = c->audiences[i].len;
-    }
-    struct entry_spec spec = {
-        .spiffe_id = (const char *)c->spiffe_id.data,
-        .spiffe_id_len = c->spiffe_id.len,
-        .selectors = sels,
-        .selector_lens = sel_lens,
-        .n_selectors = c->n_selectors,
-        .ttl = c->ttl_seconds,
-        .audiences = auds,
-        .audience_lens = aud_lens,
-        .n_audiences = c->n_audiences,
-        .hint = c->hint.len ? (const char *)c->hint.data : NULL,
-        .hint_len = c->hint.len,
-    };
-    struct entry *e = NULL;
     char err[512];
-    int r = entry_new(&spec, "example.org", 300, 86400, &e, err, sizeof(err));
+    struct admin_create_spec cs;
+    if (!admin_create_spec(c, &cs, err, sizeof(err)))
+        return; /* refused by count before validation */
+    struct entry *e = NULL;
+    int r = entry_new(&cs.spec, "example.org", 300, 86400, &e, err, sizeof(err));
     if (r == 0) {
         /* What was accepted must hold the invariants matching relies on. */
         if (e->n_selectors == 0 || e->n_selectors > ENTRY_MAX_SELECTORS ||
