@@ -400,13 +400,14 @@ int proto_connect(const char *path)
     return fd;
 }
 
-int proto_send(int fd, const Sockid__Workload__Request *req)
+/* Frames and sends one message of either protocol. */
+static int h_send_message(int fd, const ProtobufCMessage *m)
 {
-    size_t len = sockid__workload__request__get_packed_size(req);
+    size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf)
         return -ENOMEM;
-    (void)sockid__workload__request__pack(req, buf);
+    (void)protobuf_c_message_pack(m, buf);
     int r;
     if (len == 0) {
         /* An empty Request packs to nothing; its frame is a zero length. */
@@ -418,6 +419,32 @@ int proto_send(int fd, const Sockid__Workload__Request *req)
     }
     free(buf);
     return r;
+}
+
+/* Reads one frame and unpacks it as a d (free with
+ * protobuf_c_message_free_unpacked). */
+static int h_recv_message(int fd, int timeout_ms, const ProtobufCMessageDescriptor *d,
+                          ProtobufCMessage **ret)
+{
+    uint8_t *buf = malloc(H_RESPONSE_MAX);
+    if (!buf)
+        return -ENOMEM;
+    uint32_t len;
+    int r = frame_read(fd, buf, H_RESPONSE_MAX, H_RESPONSE_MAX, timeout_ms, &len);
+    if (r == 0) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
+        if (m)
+            *ret = m;
+        else
+            r = -EBADMSG;
+    }
+    free(buf);
+    return r;
+}
+
+int proto_send(int fd, const Sockid__Workload__Request *req)
+{
+    return h_send_message(fd, &req->base);
 }
 
 int proto_send_raw(int fd, const void *buf, size_t len)
@@ -437,19 +464,10 @@ int proto_send_raw(int fd, const void *buf, size_t len)
 
 int proto_recv(int fd, int timeout_ms, Sockid__Workload__Response **ret)
 {
-    uint8_t *buf = malloc(H_RESPONSE_MAX);
-    if (!buf)
-        return -ENOMEM;
-    uint32_t len;
-    int r = frame_read(fd, buf, H_RESPONSE_MAX, H_RESPONSE_MAX, timeout_ms, &len);
-    if (r == 0) {
-        Sockid__Workload__Response *resp = sockid__workload__response__unpack(NULL, len, buf);
-        if (resp)
-            *ret = resp;
-        else
-            r = -EBADMSG;
-    }
-    free(buf);
+    ProtobufCMessage *m;
+    int r = h_recv_message(fd, timeout_ms, &sockid__workload__response__descriptor, &m);
+    if (r == 0)
+        *ret = (Sockid__Workload__Response *)m;
     return r;
 }
 
@@ -735,14 +753,7 @@ void agent_wait_admin(const struct agent *a)
 
 static int admin_send(int fd, const Sockid__Admin__Request *req)
 {
-    size_t len = sockid__admin__request__get_packed_size(req);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return -ENOMEM;
-    (void)sockid__admin__request__pack(req, buf);
-    int r = frame_write(fd, buf, (uint32_t)len, H_TIMEOUT_MS);
-    free(buf);
-    return r;
+    return h_send_message(fd, &req->base);
 }
 
 static ProtobufCBinaryData h_bytes(const char *s)
@@ -809,19 +820,10 @@ int admin_send_health(int fd)
 
 int admin_recv(int fd, int timeout_ms, Sockid__Admin__Response **ret)
 {
-    uint8_t *buf = malloc(H_RESPONSE_MAX);
-    if (!buf)
-        return -ENOMEM;
-    uint32_t len;
-    int r = frame_read(fd, buf, H_RESPONSE_MAX, H_RESPONSE_MAX, timeout_ms, &len);
-    if (r == 0) {
-        Sockid__Admin__Response *resp = sockid__admin__response__unpack(NULL, len, buf);
-        if (resp)
-            *ret = resp;
-        else
-            r = -EBADMSG;
-    }
-    free(buf);
+    ProtobufCMessage *m;
+    int r = h_recv_message(fd, timeout_ms, &sockid__admin__response__descriptor, &m);
+    if (r == 0)
+        *ret = (Sockid__Admin__Response *)m;
     return r;
 }
 
