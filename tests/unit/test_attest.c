@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,12 +36,6 @@
 
 #define PLUGIN(name) TEST_PLUGIN_DIR "/" name ".so"
 #define ERR_LEN      512
-
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle))
-        fail_msg("\"%s\" does not mention \"%s\"", haystack, needle);
-}
 
 /* ---- fixtures --------------------------------------------------------------- */
 

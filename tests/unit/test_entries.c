@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -31,39 +33,6 @@
 #define N(a)        (sizeof(a) / sizeof((a)[0]))
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static char *repeat(char c, size_t n)
-{
-    char *s = malloc(n + 1);
-    assert_non_null(s);
-    memset(s, c, n);
-    s[n] = '\0';
-    return s;
-}
-
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle))
-        fail_msg("\"%s\" does not mention \"%s\"", haystack, needle);
-}
-
-/* s as C source would spell it, for failure messages. */
-static const char *esc(const char *s, size_t len)
-{
-    static char out[4 * 80 + 8];
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 8 < sizeof(out); i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
-    }
-    if (o + 8 >= sizeof(out))
-        o += (size_t)snprintf(out + o, sizeof(out) - o, "...");
-    out[o] = '\0';
-    return out;
-}
 
 struct vcase {
     const char *s;

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -82,12 +84,6 @@ static int teardown(void **state)
     free(f->keys_dir);
     free(f);
     return 0;
-}
-
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle))
-        fail_msg("\"%s\" does not mention \"%s\"", haystack, needle);
 }
 
 static void hex_to_bin(const char *hex, uint8_t *out, size_t len)

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -220,23 +222,6 @@ static char *craft_hmac(bool sha512, const char *header, const char *claims, con
 /* Claims with sub and aud as given and the standard times. */
 #define CLAIMS_SUB_AUD(sub, aud)                                                                   \
     "{\"sub\":" sub ",\"aud\":" aud ",\"iat\":1700000000,\"exp\":1700000300}"
-
-static char *esc(const char *s, size_t len)
-{
-    static char out[4 * 96 + 8];
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 8 < sizeof(out); i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
-    }
-    if (o + 8 >= sizeof(out))
-        o += (size_t)snprintf(out + o, sizeof(out) - o, "...");
-    out[o] = '\0';
-    return out;
-}
 
 static void check_valid(const char *tok, size_t len, const char *aud, int64_t now, int line)
 {
