@@ -643,7 +643,26 @@ int report_recv(int fd, int timeout_ms, int *ret_r, Sockid__Workload__Response *
     return r;
 }
 
+void report_whoami(int rep, int fd)
+{
+    Sockid__Workload__Response *resp = NULL;
+    int r = proto_whoami(fd, &resp);
+    if (report_send(rep, r, resp) < 0)
+        h_fail("child: cannot report to its parent");
+    if (r == 0)
+        sockid__workload__response__free_unpacked(resp, NULL);
+}
+
 /* --- other users --------------------------------------------------------- */
+
+void h_become(const struct h_creds *creds)
+{
+    if (setgroups(creds->n_groups, creds->groups) < 0 ||
+        setresgid(creds->gid, creds->gid, creds->gid) < 0 ||
+        setresuid(creds->uid, creds->uid, creds->uid) < 0)
+        h_fail("cannot switch to uid %lu gid %lu: %s", (unsigned long)creds->uid,
+               (unsigned long)creds->gid, strerror(errno));
+}
 
 pid_t h_fork_as(const struct h_creds *creds)
 {
@@ -655,13 +674,8 @@ pid_t h_fork_as(const struct h_creds *creds)
     H_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid > 0)
         return pid;
-    if (creds) {
-        if (setgroups(creds->n_groups, creds->groups) < 0 ||
-            setresgid(creds->gid, creds->gid, creds->gid) < 0 ||
-            setresuid(creds->uid, creds->uid, creds->uid) < 0)
-            h_fail("cannot switch to uid %lu gid %lu: %s", (unsigned long)creds->uid,
-                   (unsigned long)creds->gid, strerror(errno));
-    }
+    if (creds)
+        h_become(creds);
     /* After the switch: a change of credentials clears the death signal. */
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)

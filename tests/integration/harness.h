@@ -127,6 +127,8 @@ void proto_expect_served(const char *sock, uid_t uid, const char *what);
  * stream socket (a socketpair): the result, then the response's bytes. */
 int report_send(int fd, int r, const Sockid__Workload__Response *resp);
 int report_recv(int fd, int timeout_ms, int *ret_r, Sockid__Workload__Response **ret_resp);
+/* In a child: asks WhoAmI on fd and reports the outcome on rep. */
+void report_whoami(int rep, int fd);
 
 /* --- other users --------------------------------------------------------- */
 
@@ -138,6 +140,10 @@ struct h_creds {
     gid_t groups[4];
     size_t n_groups;
 };
+
+/* Switches this process to creds for good (needs root); h_fail() when it
+ * cannot. */
+void h_become(const struct h_creds *creds);
 
 /* Forks a child that runs with creds (switching needs root; NULL keeps this
  * process's credentials) and dies with the test.

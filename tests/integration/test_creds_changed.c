@@ -22,22 +22,6 @@
 
 static struct agent agent;
 
-static void become(uid_t uid, gid_t gid)
-{
-    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
-        h_fail("child: cannot switch to uid %lu: %s", (unsigned long)uid, strerror(errno));
-}
-
-static void child_report(int rep, int fd)
-{
-    Sockid__Workload__Response *resp = NULL;
-    int r = proto_whoami(fd, &resp);
-    if (report_send(rep, r, resp) < 0)
-        h_fail("child: cannot report to the parent");
-    if (r == 0)
-        sockid__workload__response__free_unpacked(resp, NULL);
-}
-
 enum scenario {
     CHANGE_AFTER_FIRST_REQUEST,  /* whoami as root, setuid, whoami */
     CHANGE_BEFORE_FIRST_REQUEST, /* connect as root, setuid, whoami */
@@ -55,23 +39,23 @@ static pid_t spawn(enum scenario sc, int *ret_rep)
         (void)close(sv[0]);
         int rep = sv[1];
         if (sc == UNPRIVILEGED_FROM_START)
-            become(OTHER_ID, OTHER_ID);
+            h_become(&(struct h_creds){.uid = OTHER_ID, .gid = OTHER_ID});
         int fd = proto_connect(agent.sock);
         if (fd < 0)
             h_fail("child: cannot connect: %s", strerror(-fd));
         switch (sc) {
         case CHANGE_AFTER_FIRST_REQUEST:
-            child_report(rep, fd);
-            become(OTHER_ID, OTHER_ID);
-            child_report(rep, fd);
+            report_whoami(rep, fd);
+            h_become(&(struct h_creds){.uid = OTHER_ID, .gid = OTHER_ID});
+            report_whoami(rep, fd);
             break;
         case CHANGE_BEFORE_FIRST_REQUEST:
-            become(OTHER_ID, OTHER_ID);
-            child_report(rep, fd);
+            h_become(&(struct h_creds){.uid = OTHER_ID, .gid = OTHER_ID});
+            report_whoami(rep, fd);
             break;
         case UNPRIVILEGED_FROM_START:
-            child_report(rep, fd);
-            child_report(rep, fd);
+            report_whoami(rep, fd);
+            report_whoami(rep, fd);
             break;
         }
         (void)close(fd);

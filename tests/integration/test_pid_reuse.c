@@ -58,22 +58,6 @@ static const char *agent_exe;
 static char dir[H_PATH_MAX];
 static struct agent agent;
 
-static void become(uid_t uid, gid_t gid)
-{
-    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
-        h_fail("child: cannot switch to uid %lu: %s", (unsigned long)uid, strerror(errno));
-}
-
-static void child_report(int rep, int fd)
-{
-    Sockid__Workload__Response *resp = NULL;
-    int r = proto_whoami(fd, &resp);
-    if (report_send(rep, r, resp) < 0)
-        h_fail("child: cannot report to pid 1");
-    if (r == 0)
-        sockid__workload__response__free_unpacked(resp, NULL);
-}
-
 static void wait_byte(int fd)
 {
     char c;
@@ -110,12 +94,12 @@ static void attacker_spawn(struct attacker *a, bool first_request, bool exit_now
     if (pid == 0) {
         (void)close(sv[0]);
         (void)close(go[1]);
-        become(ATTACKER_ID, ATTACKER_ID);
+        h_become(&(struct h_creds){.uid = ATTACKER_ID, .gid = ATTACKER_ID});
         int fd = proto_connect(agent.sock);
         if (fd < 0)
             h_fail("attacker: cannot connect: %s", strerror(-fd));
         if (first_request)
-            child_report(sv[1], fd);
+            report_whoami(sv[1], fd);
         pid_t holder = fork();
         if (holder < 0)
             h_fail("attacker: fork: %s", strerror(errno));
@@ -214,7 +198,7 @@ static pid_t victim_take_pid(pid_t want)
         H_CHECK(v >= 0, "fork: %s", strerror(errno));
         if (v == 0) {
             (void)close(ready[0]);
-            become(VICTIM_ID, VICTIM_ID);
+            h_become(&(struct h_creds){.uid = VICTIM_ID, .gid = VICTIM_ID});
             if (write(ready[1], "v", 1) != 1)
                 _exit(1);
             for (;;)
