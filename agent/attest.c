@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "text.h"
+
 struct plugin {
     char *path;
     /* The file as opened and checked, loaded through /proc/self/fd/N. Kept
@@ -57,19 +59,6 @@ struct attest_cache {
     size_t n;  /* files read in this request */
     struct attest_file files[SOCKID_PROC_READ_FILES];
 };
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* The last tick's time: never ahead of CLOCK_MONOTONIC, behind it by at
  * most one tick, and about a fifth of its cost (no clock read). */
@@ -135,17 +124,17 @@ static int check_owner_mode(const struct stat *st, const char *what, const char 
                             size_t err_len)
 {
     if (st->st_uid != 0 && st->st_uid != geteuid()) {
-        set_err(err, err_len,
-                "%s %s is owned by uid %lu, not by root or the agent's user: "
-                "chown root %s",
-                what, path, (unsigned long)st->st_uid, path);
+        text_err(err, err_len,
+                 "%s %s is owned by uid %lu, not by root or the agent's user: "
+                 "chown root %s",
+                 what, path, (unsigned long)st->st_uid, path);
         return -EPERM;
     }
     if (st->st_mode & (S_IWGRP | S_IWOTH)) {
-        set_err(err, err_len,
-                "%s %s is writable by group or others (mode %04o), so anyone could replace the "
-                "code the agent runs: chmod go-w %s",
-                what, path, (unsigned)(st->st_mode & 07777), path);
+        text_err(err, err_len,
+                 "%s %s is writable by group or others (mode %04o), so anyone could replace the "
+                 "code the agent runs: chmod go-w %s",
+                 what, path, (unsigned)(st->st_mode & 07777), path);
         return -EPERM;
     }
     return 0;
@@ -170,8 +159,8 @@ static int plugin_init(struct plugin *p, const struct config *cfg, char *err, si
     p->required = section && section->required;
     if (!p->desc->init) {
         if (section && section->n > 0) {
-            set_err(err, err_len, "attestor %s takes no settings, but [attestor.%s] has '%s'",
-                    p->desc->name, p->desc->name, section->keys[0]);
+            text_err(err, err_len, "attestor %s takes no settings, but [attestor.%s] has '%s'",
+                     p->desc->name, p->desc->name, section->keys[0]);
             return -EINVAL;
         }
         p->initialized = true;
@@ -188,8 +177,8 @@ static int plugin_init(struct plugin *p, const struct config *cfg, char *err, si
     int r = p->desc->init(&view, &state, why, sizeof(why));
     if (r < 0 || r > 0) {
         why[sizeof(why) - 1] = '\0';
-        set_err(err, err_len, "attestor %s (%s) failed to start: %s", p->desc->name, p->path,
-                why[0] ? why : strerror(r < 0 ? -r : EINVAL));
+        text_err(err, err_len, "attestor %s (%s) failed to start: %s", p->desc->name, p->path,
+                 why[0] ? why : strerror(r < 0 ? -r : EINVAL));
         return r < 0 ? r : -EINVAL;
     }
     p->state = state;
@@ -201,8 +190,8 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
                     size_t err_len)
 {
     if (set->n >= ATTEST_MAX_PLUGINS) {
-        set_err(err, err_len, "too many attestor plugins: at most %u are loaded",
-                ATTEST_MAX_PLUGINS);
+        text_err(err, err_len, "too many attestor plugins: at most %u are loaded",
+                 ATTEST_MAX_PLUGINS);
         return -E2BIG;
     }
     struct plugin p = {.fd = -1};
@@ -213,24 +202,24 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
     if (fd < 0) {
         r = -errno;
         if (r == -ELOOP)
-            set_err(err, err_len,
-                    "attestor plugin %s is a symbolic link; install the file itself (the agent "
-                    "loads only files whose owner and mode it can check)",
-                    path);
+            text_err(err, err_len,
+                     "attestor plugin %s is a symbolic link; install the file itself (the agent "
+                     "loads only files whose owner and mode it can check)",
+                     path);
         else
-            set_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
+            text_err(err, err_len, "cannot open attestor plugin %s: %s", path, strerror(errno));
         return r;
     }
     p.fd = fd;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot stat attestor plugin %s: %s", path, strerror(errno));
+        text_err(err, err_len, "cannot stat attestor plugin %s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
         r = -EINVAL;
-        set_err(err, err_len, "attestor plugin %s is not a regular file", path);
+        text_err(err, err_len, "attestor plugin %s is not a regular file", path);
         goto out;
     }
     r = check_owner_mode(&st, "attestor plugin", path, err, err_len);
@@ -248,61 +237,62 @@ int attest_load_one(struct attest *set, const char *path, const struct config *c
     if (!p.handle) {
         const char *e = dlerror();
         r = -ENOEXEC;
-        set_err(err, err_len, "cannot load attestor plugin %s: %s", path, e ? e : "dlopen failed");
+        text_err(err, err_len, "cannot load attestor plugin %s: %s", path, e ? e : "dlopen failed");
         goto out;
     }
     sockid_attestor_entry_fn entry;
     *(void **)&entry = dlsym(p.handle, SOCKID_ATTESTOR_SYMBOL);
     if (!entry) {
         r = -ENOEXEC;
-        set_err(err, err_len,
-                "attestor plugin %s does not export %s(): build it against <sockid/attestor.h> "
-                "and export the entry point with SOCKID_ATTESTOR_EXPORT",
-                path, SOCKID_ATTESTOR_SYMBOL);
+        text_err(err, err_len,
+                 "attestor plugin %s does not export %s(): build it against <sockid/attestor.h> "
+                 "and export the entry point with SOCKID_ATTESTOR_EXPORT",
+                 path, SOCKID_ATTESTOR_SYMBOL);
         goto out;
     }
     p.desc = entry();
     if (!p.desc) {
         r = -ENOEXEC;
-        set_err(err, err_len, "attestor plugin %s returned no descriptor from %s()", path,
-                SOCKID_ATTESTOR_SYMBOL);
+        text_err(err, err_len, "attestor plugin %s returned no descriptor from %s()", path,
+                 SOCKID_ATTESTOR_SYMBOL);
         goto out;
     }
     /* abi_version and struct_size are the two fields every version of the
      * descriptor starts with; nothing else is read before they match. */
     if (p.desc->abi_version != SOCKID_ATTESTOR_ABI_VERSION) {
         r = -EPROTO;
-        set_err(err, err_len,
-                "attestor plugin %s was built for attestor ABI version %u, but this agent "
-                "speaks version %u: rebuild it against this agent's <sockid/attestor.h>",
-                path, p.desc->abi_version, SOCKID_ATTESTOR_ABI_VERSION);
+        text_err(err, err_len,
+                 "attestor plugin %s was built for attestor ABI version %u, but this agent "
+                 "speaks version %u: rebuild it against this agent's <sockid/attestor.h>",
+                 path, p.desc->abi_version, SOCKID_ATTESTOR_ABI_VERSION);
         goto out;
     }
     if (p.desc->struct_size < sizeof(struct sockid_attestor)) {
         r = -EPROTO;
-        set_err(err, err_len,
-                "attestor plugin %s has a %u-byte descriptor, but ABI version %u needs at least "
-                "%zu bytes: rebuild it against this agent's <sockid/attestor.h>",
-                path, p.desc->struct_size, SOCKID_ATTESTOR_ABI_VERSION,
-                sizeof(struct sockid_attestor));
+        text_err(err, err_len,
+                 "attestor plugin %s has a %u-byte descriptor, but ABI version %u needs at least "
+                 "%zu bytes: rebuild it against this agent's <sockid/attestor.h>",
+                 path, p.desc->struct_size, SOCKID_ATTESTOR_ABI_VERSION,
+                 sizeof(struct sockid_attestor));
         goto out;
     }
     if (!p.desc->name || !name_valid(p.desc->name)) {
         r = -EINVAL;
-        set_err(err, err_len,
-                "attestor plugin %s has no valid name (1 to 32 of [a-z0-9_-] are allowed)", path);
+        text_err(err, err_len,
+                 "attestor plugin %s has no valid name (1 to 32 of [a-z0-9_-] are allowed)", path);
         goto out;
     }
     if (!p.desc->attest) {
         r = -EINVAL;
-        set_err(err, err_len, "attestor plugin %s (%s) has no attest function", path, p.desc->name);
+        text_err(err, err_len, "attestor plugin %s (%s) has no attest function", path,
+                 p.desc->name);
         goto out;
     }
     for (size_t i = 0; i < set->n; i++) {
         if (strcmp(set->plugins[i].desc->name, p.desc->name) == 0) {
             r = -EEXIST;
-            set_err(err, err_len, "attestor plugins %s and %s are both named '%s'; remove one",
-                    set->plugins[i].path, path, p.desc->name);
+            text_err(err, err_len, "attestor plugins %s and %s are both named '%s'; remove one",
+                     set->plugins[i].path, path, p.desc->name);
             goto out;
         }
     }
@@ -339,12 +329,12 @@ int attest_load(const struct config *cfg, const char *dir, struct attest **ret, 
     struct stat st;
     if (stat(dir, &st) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot use plugin directory %s: %s; set plugin_dir in the config",
-                dir, strerror(errno));
+        text_err(err, err_len, "cannot use plugin directory %s: %s; set plugin_dir in the config",
+                 dir, strerror(errno));
         return r;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, err_len, "plugin directory %s is not a directory", dir);
+        text_err(err, err_len, "plugin directory %s is not a directory", dir);
         return -ENOTDIR;
     }
     r = check_owner_mode(&st, "plugin directory", dir, err, err_len);
@@ -357,7 +347,7 @@ int attest_load(const struct config *cfg, const char *dir, struct attest **ret, 
     d = opendir(dir);
     if (!d) {
         r = -errno;
-        set_err(err, err_len, "cannot read plugin directory %s: %s", dir, strerror(errno));
+        text_err(err, err_len, "cannot read plugin directory %s: %s", dir, strerror(errno));
         goto out;
     }
     struct dirent *de;
@@ -366,8 +356,8 @@ int attest_load(const struct config *cfg, const char *dir, struct attest **ret, 
             continue;
         if (n_names >= ATTEST_MAX_PLUGINS) {
             r = -E2BIG;
-            set_err(err, err_len, "plugin directory %s holds more than %u plugins", dir,
-                    ATTEST_MAX_PLUGINS);
+            text_err(err, err_len, "plugin directory %s holds more than %u plugins", dir,
+                     ATTEST_MAX_PLUGINS);
             goto out;
         }
         if (asprintf(&names[n_names], "%s/%s", dir, de->d_name) < 0) {
@@ -391,9 +381,9 @@ int attest_load(const struct config *cfg, const char *dir, struct attest **ret, 
             found = strcmp(set->plugins[j].desc->name, name) == 0;
         if (!found) {
             r = -ENOENT;
-            set_err(err, err_len,
-                    "the config has a section [attestor.%s], but no plugin named '%s' is in %s",
-                    name, name, dir);
+            text_err(err, err_len,
+                     "the config has a section [attestor.%s], but no plugin named '%s' is in %s",
+                     name, name, dir);
             goto out;
         }
     }
@@ -580,11 +570,11 @@ int attest_run_failed(const struct attest *set, struct sockid_peer *peer,
         *ret_failed |= 1u << i;
         if (p->required) {
             if (late)
-                set_err(reason, reason_len, "required attestor %s did not finish within %u ms",
-                        p->desc->name, timeout_ms);
+                text_err(reason, reason_len, "required attestor %s did not finish within %u ms",
+                         p->desc->name, timeout_ms);
             else
-                set_err(reason, reason_len, "required attestor %s failed: %s", p->desc->name,
-                        strerror(r < 0 ? -r : EIO));
+                text_err(reason, reason_len, "required attestor %s failed: %s", p->desc->name,
+                         strerror(r < 0 ? -r : EIO));
             return -EPERM;
         }
     }

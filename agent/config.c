@@ -85,17 +85,6 @@ static const struct config_rule config_rules[] = {
     {"admin_socket", "metrics_socket", true}, {"default_ttl", "max_ttl", false},
 };
 
-void config_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || err_len == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 /* Writes at most CONFIG_QUOTE_MAX of the len bytes at s into out, escaping
  * quotes, backslashes and anything unprintable, so a message stays one line of
  * text; "..." marks a cut. */
@@ -358,8 +347,8 @@ int config_key_apply(struct config *cfg, const struct config_key *k, const char 
     bool b;
 
     if (len > CONFIG_VALUE_MAX) {
-        config_err(why, why_len, "must be at most %d bytes long, got %zu bytes", CONFIG_VALUE_MAX,
-                   len);
+        text_err(why, why_len, "must be at most %d bytes long, got %zu bytes", CONFIG_VALUE_MAX,
+                 len);
         return -EINVAL;
     }
 
@@ -374,41 +363,41 @@ int config_key_apply(struct config *cfg, const struct config_key *k, const char 
     case CONFIG_KIND_PATH:
     case CONFIG_KIND_SOCKET_PATH:
         if (value[0] != '/') {
-            config_err(why, why_len, "must be an absolute path (starting with '/')%s, got \"%s\"",
-                       k->kind == CONFIG_KIND_OPTIONAL_SOCKET_PATH ? ", or empty for none" : "",
-                       config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must be an absolute path (starting with '/')%s, got \"%s\"",
+                     k->kind == CONFIG_KIND_OPTIONAL_SOCKET_PATH ? ", or empty for none" : "",
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         if (config_has_control(value)) {
-            config_err(why, why_len, "must not contain control characters, got \"%s\"",
-                       config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must not contain control characters, got \"%s\"",
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         if (k->kind != CONFIG_KIND_PATH && len > CONFIG_SOCKET_PATH_MAX) {
-            config_err(why, why_len,
-                       "must be at most %zu bytes long (the size of a Unix socket address), "
-                       "got %zu bytes",
-                       CONFIG_SOCKET_PATH_MAX, len);
+            text_err(why, why_len,
+                     "must be at most %zu bytes long (the size of a Unix socket address), "
+                     "got %zu bytes",
+                     CONFIG_SOCKET_PATH_MAX, len);
             return -EINVAL;
         }
         if (len >= PATH_MAX) {
-            config_err(why, why_len, "must be at most %d bytes long, got %zu bytes", PATH_MAX - 1,
-                       len);
+            text_err(why, why_len, "must be at most %d bytes long, got %zu bytes", PATH_MAX - 1,
+                     len);
             return -EINVAL;
         }
         return config_replace_string((char **)(void *)field, value);
     case CONFIG_KIND_TRUST_DOMAIN:
         if (!config_valid_trust_domain(value)) {
-            config_err(why, why_len,
-                       "must be 1 to %d characters of a-z, 0-9, '.', '-' and '_', got \"%s\"",
-                       CONFIG_TRUST_DOMAIN_MAX, config_quote(q, sizeof(q), value));
+            text_err(why, why_len,
+                     "must be 1 to %d characters of a-z, 0-9, '.', '-' and '_', got \"%s\"",
+                     CONFIG_TRUST_DOMAIN_MAX, config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         return config_replace_string((char **)(void *)field, value);
     case CONFIG_KIND_MODE:
         if (!config_parse_mode(value, &u)) {
-            config_err(why, why_len, "must be an octal mode between 0000 and 0777, got \"%s\"",
-                       config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must be an octal mode between 0000 and 0777, got \"%s\"",
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         *(uint32_t *)(void *)field = u;
@@ -419,42 +408,42 @@ int config_key_apply(struct config *cfg, const struct config_key *k, const char 
         } else if (strcmp(value, "json") == 0) {
             *(enum log_format *)(void *)field = LOG_FORMAT_JSON;
         } else {
-            config_err(why, why_len, "must be text or json, got \"%s\"",
-                       config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must be text or json, got \"%s\"",
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         return 0;
     case CONFIG_KIND_U32:
         if (!config_parse_u32(value, k->min, k->max, &u)) {
-            config_err(why, why_len, "must be a number between %u and %u, got \"%s\"", k->min,
-                       k->max, config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must be a number between %u and %u, got \"%s\"", k->min, k->max,
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         *(uint32_t *)(void *)field = u;
         return 0;
     case CONFIG_KIND_DURATION:
         if (!config_parse_duration(value, k->min, k->max, &u)) {
-            config_err(why, why_len,
-                       "must be a duration between %u and %u seconds (a number of seconds, or "
-                       "with s, m, h or d), got \"%s\"",
-                       k->min, k->max, config_quote(q, sizeof(q), value));
+            text_err(why, why_len,
+                     "must be a duration between %u and %u seconds (a number of seconds, or "
+                     "with s, m, h or d), got \"%s\"",
+                     k->min, k->max, config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         *(uint32_t *)(void *)field = u;
         return 0;
     case CONFIG_KIND_ID_LIST:
         if (!config_parse_id_list(value, (struct config_id_list *)(void *)field)) {
-            config_err(why, why_len,
-                       "must be a list of at most %u numeric ids separated by commas or spaces, "
-                       "got \"%s\"",
-                       CONFIG_ID_LIST_MAX, config_quote(q, sizeof(q), value));
+            text_err(why, why_len,
+                     "must be a list of at most %u numeric ids separated by commas or spaces, "
+                     "got \"%s\"",
+                     CONFIG_ID_LIST_MAX, config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         return 0;
     case CONFIG_KIND_BOOL:
         if (!config_parse_bool(value, &b)) {
-            config_err(why, why_len, "must be true, false, yes, no, 1 or 0, got \"%s\"",
-                       config_quote(q, sizeof(q), value));
+            text_err(why, why_len, "must be true, false, yes, no, 1 or 0, got \"%s\"",
+                     config_quote(q, sizeof(q), value));
             return -EINVAL;
         }
         *(bool *)(void *)field = b;
@@ -502,11 +491,11 @@ void config_rule_why(const struct config *cfg, const struct config_rule *r, cons
 
     config_key_label(label, sizeof(label), other, style);
     if (r->differ)
-        config_err(why, why_len, "must differ from %s, both are \"%s\"", label,
-                   config_quote(q, sizeof(q), config_string(cfg, blame)));
+        text_err(why, why_len, "must differ from %s, both are \"%s\"", label,
+                 config_quote(q, sizeof(q), config_string(cfg, blame)));
     else
-        config_err(why, why_len, "must be %s %s (%u), got %u", is_lo ? "at most" : "at least",
-                   label, config_u32(cfg, other), config_u32(cfg, blame));
+        text_err(why, why_len, "must be %s %s (%u), got %u", is_lo ? "at most" : "at least", label,
+                 config_u32(cfg, other), config_u32(cfg, blame));
 }
 
 void config_attestor_clear(struct config_attestor *a)
@@ -697,25 +686,25 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
         k = config_key_find(name);
     }
     if (!k) {
-        config_err(err, err_len, "--%s: not a configuration option; known ones are: %s",
-                   config_quote(q, sizeof(q), key),
-                   config_key_list(list, sizeof(list), CONFIG_STYLE_FLAG));
+        text_err(err, err_len, "--%s: not a configuration option; known ones are: %s",
+                 config_quote(q, sizeof(q), key),
+                 config_key_list(list, sizeof(list), CONFIG_STYLE_FLAG));
         return -EINVAL;
     }
     config_flag_name(flag, sizeof(flag), k->name);
 
     r = config_dup(cfg, &work);
     if (r < 0) {
-        config_err(err, err_len, "%s: out of memory", flag);
+        text_err(err, err_len, "%s: out of memory", flag);
         return r;
     }
     r = config_key_apply(work, k, value, why, sizeof(why));
     if (r == -ENOMEM) {
-        config_err(err, err_len, "%s: out of memory", flag);
+        text_err(err, err_len, "%s: out of memory", flag);
         goto out;
     }
     if (r < 0) {
-        config_err(err, err_len, "%s: %s", flag, why);
+        text_err(err, err_len, "%s: %s", flag, why);
         goto out;
     }
     rule = config_rule_broken(work);
@@ -723,7 +712,7 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
         /* Flags are applied one at a time, so the one being set is to blame. */
         const char *blame = strcmp(rule->lo, k->name) == 0 ? rule->lo : rule->hi;
         config_rule_why(work, rule, blame, CONFIG_STYLE_FLAG, why, sizeof(why));
-        config_err(err, err_len, "%s: %s", flag, why);
+        text_err(err, err_len, "%s: %s", flag, why);
         r = -EINVAL;
         goto out;
     }

@@ -108,7 +108,7 @@ __attribute__((format(printf, 2, 3))) static void config_fail(struct config_pars
     va_end(ap);
     p->error = -EINVAL;
     p->error_line = p->lineno;
-    config_err(p->err, p->err_len, "%s:%u: %s", p->name, p->lineno, msg);
+    text_err(p->err, p->err_len, "%s:%u: %s", p->name, p->lineno, msg);
 }
 
 static void config_fail_nomem(struct config_parse *p)
@@ -117,7 +117,7 @@ static void config_fail_nomem(struct config_parse *p)
         return;
     p->error = -ENOMEM;
     p->error_line = p->lineno;
-    config_err(p->err, p->err_len, "%s: out of memory", p->name);
+    text_err(p->err, p->err_len, "%s: out of memory", p->name);
 }
 
 /* A "[...]" line of len bytes, without surrounding whitespace. */
@@ -394,9 +394,9 @@ static void config_syntax_error(struct config_parse *p, unsigned lineno)
     n = (size_t)((nl ? nl : end) - line);
     (void)snprintf(text, sizeof(text), "%.*s", (int)(n < CONFIG_QUOTE_MAX ? n : CONFIG_QUOTE_MAX),
                    line);
-    config_err(p->err, p->err_len,
-               "%s:%u: expected '[section]', 'key = value' or a comment, got \"%s\"", p->name,
-               lineno, config_quote(q, sizeof(q), text));
+    text_err(p->err, p->err_len,
+             "%s:%u: expected '[section]', 'key = value' or a comment, got \"%s\"", p->name, lineno,
+             config_quote(q, sizeof(q), text));
 }
 
 /* The rules between keys, on the result of a whole file. The key to blame is
@@ -418,10 +418,10 @@ static int config_parse_check(struct config_parse *p)
     blame = lo_line > hi_line ? r->lo : r->hi;
     config_rule_why(p->cfg, r, blame, CONFIG_STYLE_FILE, why, sizeof(why));
     if (lo_line || hi_line)
-        config_err(p->err, p->err_len, "%s:%u: key '%s': %s", p->name,
-                   lo_line > hi_line ? lo_line : hi_line, blame, why);
+        text_err(p->err, p->err_len, "%s:%u: key '%s': %s", p->name,
+                 lo_line > hi_line ? lo_line : hi_line, blame, why);
     else
-        config_err(p->err, p->err_len, "%s: key '%s': %s", p->name, blame, why);
+        text_err(p->err, p->err_len, "%s: key '%s': %s", p->name, blame, why);
     return -EINVAL;
 }
 
@@ -435,14 +435,14 @@ int config_load_buffer(struct config *cfg, const char *name, const char *buf, si
     if (!name)
         name = "(config)";
     if (len > CONFIG_FILE_MAX) {
-        config_err(err, err_len, "%s: is %zu bytes; at most %u are allowed", name, len,
-                   CONFIG_FILE_MAX);
+        text_err(err, err_len, "%s: is %zu bytes; at most %u are allowed", name, len,
+                 CONFIG_FILE_MAX);
         return -EFBIG;
     }
     r = config_dup(cfg, &work);
     p = calloc(1, sizeof(*p));
     if (r < 0 || !p) {
-        config_err(err, err_len, "%s: out of memory", name);
+        text_err(err, err_len, "%s: out of memory", name);
         r = -ENOMEM;
         goto out;
     }
@@ -451,7 +451,7 @@ int config_load_buffer(struct config *cfg, const char *name, const char *buf, si
 
     line = ini_parse_stream(config_read_line, p, config_on_key, p);
     if (line < 0) {
-        config_err(err, err_len, "%s: out of memory", name);
+        text_err(err, err_len, "%s: out of memory", name);
         r = -ENOMEM;
         goto out;
     }
@@ -531,13 +531,13 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 
     r = config_read_file(path, &buf, &len);
     if (r == -EFBIG) {
-        config_err(err, err_len, "%s: larger than %u bytes, the most a config file may be", path,
-                   CONFIG_FILE_MAX);
+        text_err(err, err_len, "%s: larger than %u bytes, the most a config file may be", path,
+                 CONFIG_FILE_MAX);
         return r;
     }
     if (r < 0) {
         const char *why = strerrordesc_np(-r);
-        config_err(err, err_len, "%s: cannot read: %s", path, why ? why : "unknown error");
+        text_err(err, err_len, "%s: cannot read: %s", path, why ? why : "unknown error");
         return r;
     }
     r = config_load_buffer(cfg, path, buf, len, err, err_len);

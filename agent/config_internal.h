@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "text.h"
 
 #define CONFIG_VALUE_MAX 4096
 #define CONFIG_QUOTE_MAX 48 /* bytes of a value or key shown in a message */
@@ -29,9 +30,6 @@ enum config_style {
     CONFIG_STYLE_FILE,
     CONFIG_STYLE_FLAG,
 };
-
-__attribute__((format(printf, 3, 4))) void config_err(char *err, size_t err_len, const char *fmt,
-                                                      ...);
 
 /* Writes at most CONFIG_QUOTE_MAX of the len bytes at s into out, escaped so
  * a message stays one line of text. */

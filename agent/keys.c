@@ -38,16 +38,6 @@
 /* config.c's ceiling for max_ttl: the longest any token can live. */
 #define KEYS_RECOVERY_TTL 31536000
 
-void keys_set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 /* --- keys ---------------------------------------------------------------- */
 
 void keys_thumbprint(const uint8_t public_key[static 32], char kid[static KEYS_KID_LEN + 1])
@@ -366,20 +356,19 @@ static int keys_rotate_list(struct keys *k, const struct key *const *list, size_
         for (size_t i = 0; i < n; i++)
             if (key_is_retired(list[i]) && list[i]->drop_after < first_drop)
                 first_drop = list[i]->drop_after;
-        keys_set_err(err, err_len,
-                     "cannot rotate keys: %u keys are kept already and every retired one may still "
-                     "verify live tokens; retry after %" PRId64
-                     " (unix time), when the first expires",
-                     KEYS_MAX, first_drop);
+        text_err(err, err_len,
+                 "cannot rotate keys: %u keys are kept already and every retired one may still "
+                 "verify live tokens; retry after %" PRId64 " (unix time), when the first expires",
+                 KEYS_MAX, first_drop);
         return -ENOSPC;
     }
     if (now > INT64_MAX - (int64_t)max_token_ttl) {
-        keys_set_err(err, err_len, "cannot rotate keys: time %" PRId64 " is out of range", now);
+        text_err(err, err_len, "cannot rotate keys: time %" PRId64 " is out of range", now);
         return -EOVERFLOW;
     }
     r = keys_new_key(now, &fresh);
     if (r < 0) {
-        keys_set_err(err, err_len, "cannot create a key: %s", strerror(-r));
+        text_err(err, err_len, "cannot create a key: %s", strerror(-r));
         return r;
     }
     next[0] = &fresh;
@@ -394,7 +383,7 @@ static int keys_rotate_list(struct keys *k, const struct key *const *list, size_
     }
     r = keyset_new(next, n + 1, &ks); /* refuses a duplicate kid */
     if (r < 0) {
-        keys_set_err(err, err_len, "cannot rotate keys: %s", strerror(-r));
+        text_err(err, err_len, "cannot rotate keys: %s", strerror(-r));
         goto out;
     }
     r = keys_write_file(k, &fresh, err, err_len);
@@ -446,8 +435,8 @@ static int keys_update(struct keys *k, int64_t now, bool rotate, uint32_t max_to
             }
             if (r == 0) {
                 r = -errno;
-                keys_set_err(err, err_len, "cannot remove expired key file %s/%s: %s", k->dir, name,
-                             strerror(-r));
+                text_err(err, err_len, "cannot remove expired key file %s/%s: %s", k->dir, name,
+                         strerror(-r));
             }
         }
         list[n++] = key;
@@ -461,7 +450,7 @@ static int keys_update(struct keys *k, int64_t now, bool rotate, uint32_t max_to
         int e = keyset_new(list, n, &next);
         if (e < 0 && r == 0) {
             r = e;
-            keys_set_err(err, err_len, "cannot drop expired keys: %s", strerror(-e));
+            text_err(err, err_len, "cannot drop expired keys: %s", strerror(-e));
         }
     }
     if (next) {
@@ -537,7 +526,7 @@ int keys_open(const char *data_dir, int64_t now, struct keys **ret, char *err, s
     int r;
 
     if (!data_dir || !*data_dir || !ret || now <= 0) {
-        keys_set_err(err, err_len, "invalid arguments to keys_open");
+        text_err(err, err_len, "invalid arguments to keys_open");
         return -EINVAL;
     }
     struct keys *k = calloc(1, sizeof(*k));
@@ -567,8 +556,8 @@ int keys_open(const char *data_dir, int64_t now, struct keys **ret, char *err, s
             keys_key_name(&keys[i], name);
             if (unlinkat(k->dir_fd, name, 0) < 0 && errno != ENOENT) {
                 r = -errno;
-                keys_set_err(err, err_len, "cannot remove expired key file %s/%s: %s", k->dir, name,
-                             strerror(-r));
+                text_err(err, err_len, "cannot remove expired key file %s/%s: %s", k->dir, name,
+                         strerror(-r));
                 goto out;
             }
             dropped = true;
@@ -586,15 +575,15 @@ int keys_open(const char *data_dir, int64_t now, struct keys **ret, char *err, s
     if (!have_active) {
         if (kept >= KEYS_MAX) {
             r = -ENOSPC;
-            keys_set_err(err, err_len,
-                         "keys directory %s holds %u retired keys and no active one: remove the "
-                         "oldest retired key file",
-                         k->dir, KEYS_MAX);
+            text_err(err, err_len,
+                     "keys directory %s holds %u retired keys and no active one: remove the "
+                     "oldest retired key file",
+                     k->dir, KEYS_MAX);
             goto out;
         }
         r = keys_new_key(now, &keys[n]);
         if (r < 0) {
-            keys_set_err(err, err_len, "cannot create a key: %s", strerror(-r));
+            text_err(err, err_len, "cannot create a key: %s", strerror(-r));
             goto out;
         }
         list[kept++] = &keys[n++];
@@ -605,7 +594,7 @@ int keys_open(const char *data_dir, int64_t now, struct keys **ret, char *err, s
 
     r = keyset_new(list, kept, &k->current);
     if (r < 0)
-        keys_set_err(err, err_len, "cannot build the keyset: %s", strerror(-r));
+        text_err(err, err_len, "cannot build the keyset: %s", strerror(-r));
 out:
     for (size_t i = 0; i < n; i++)
         key_wipe(&keys[i]);

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "keys.h"
+#include "text.h"
 
 #define KEYS_SEED_LEN crypto_sign_SEEDBYTES
 #define KEYS_SUFFIX   ".key"
@@ -30,8 +31,6 @@ struct keys {
 };
 
 /* Writes a message into err (len bytes); does nothing when err is NULL. */
-void keys_set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* --- keys_store.c ---------------------------------------------------------- */
 

@@ -84,7 +84,7 @@ int keys_fsync_dir(const struct keys *k, char *err, size_t err_len)
 {
     if (fsync(k->dir_fd) < 0) {
         int e = errno;
-        keys_set_err(err, err_len, "cannot sync keys directory %s: %s", k->dir, strerror(e));
+        text_err(err, err_len, "cannot sync keys directory %s: %s", k->dir, strerror(e));
         return -e;
     }
     return 0;
@@ -130,7 +130,7 @@ int keys_write_file(const struct keys *k, const struct key *key, char *err, size
     sodium_memzero(seed_b64, sizeof(seed_b64));
     if (n < 0 || (size_t)n >= sizeof(text)) {
         r = -EINVAL;
-        keys_set_err(err, err_len, "cannot encode key %s", key->kid);
+        text_err(err, err_len, "cannot encode key %s", key->kid);
         goto out;
     }
 
@@ -144,7 +144,7 @@ int keys_write_file(const struct keys *k, const struct key *key, char *err, size
     }
     if (fd < 0) {
         r = -errno;
-        keys_set_err(err, err_len, "cannot create %s/%s: %s", k->dir, tmp, strerror(-r));
+        text_err(err, err_len, "cannot create %s/%s: %s", k->dir, tmp, strerror(-r));
         goto out;
     }
     tmp_exists = true;
@@ -155,13 +155,12 @@ int keys_write_file(const struct keys *k, const struct key *key, char *err, size
         r = -errno;
     fd = -1;
     if (r < 0) {
-        keys_set_err(err, err_len, "cannot write %s/%s: %s", k->dir, tmp, strerror(-r));
+        text_err(err, err_len, "cannot write %s/%s: %s", k->dir, tmp, strerror(-r));
         goto out;
     }
     if (renameat(k->dir_fd, tmp, k->dir_fd, name) < 0) {
         r = -errno;
-        keys_set_err(err, err_len, "cannot rename %s/%s to %s: %s", k->dir, tmp, name,
-                     strerror(-r));
+        text_err(err, err_len, "cannot rename %s/%s to %s: %s", k->dir, tmp, name, strerror(-r));
         goto out;
     }
     tmp_exists = false;
@@ -272,17 +271,16 @@ static int keys_check_stat(const struct stat *sb, const char *what, const char *
     if (!name)
         name = "";
     if (sb->st_uid != geteuid()) {
-        keys_set_err(err, err_len,
-                     "%s %s%s%s is owned by uid %u, not by the agent's uid %u: run chown %u %s%s%s",
-                     what, dir, sep, name, (unsigned)sb->st_uid, (unsigned)geteuid(),
-                     (unsigned)geteuid(), dir, sep, name);
+        text_err(err, err_len,
+                 "%s %s%s%s is owned by uid %u, not by the agent's uid %u: run chown %u %s%s%s",
+                 what, dir, sep, name, (unsigned)sb->st_uid, (unsigned)geteuid(),
+                 (unsigned)geteuid(), dir, sep, name);
         return -EPERM;
     }
     if (sb->st_mode & (S_IRWXG | S_IRWXO)) {
-        keys_set_err(err, err_len,
-                     "%s %s%s%s is accessible by group or others (mode %04o): run chmod %s %s%s%s",
-                     what, dir, sep, name, (unsigned)(sb->st_mode & 07777), chmod_mode, dir, sep,
-                     name);
+        text_err(err, err_len,
+                 "%s %s%s%s is accessible by group or others (mode %04o): run chmod %s %s%s%s",
+                 what, dir, sep, name, (unsigned)(sb->st_mode & 07777), chmod_mode, dir, sep, name);
         return -EPERM;
     }
     return 0;
@@ -302,33 +300,31 @@ static int keys_load_file(const struct keys *k, const char *name, struct key *re
     int r = 0;
 
     if (!keys_name_valid(name)) {
-        keys_set_err(err, err_len,
-                     "key file %s/%s is not named KID.key (KID: 43 base64url characters): move it "
-                     "out of %s",
-                     k->dir, name, k->dir);
+        text_err(err, err_len,
+                 "key file %s/%s is not named KID.key (KID: 43 base64url characters): move it "
+                 "out of %s",
+                 k->dir, name, k->dir);
         return -EINVAL;
     }
     int fd = openat(k->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         r = -errno;
         if (r == -ELOOP)
-            keys_set_err(err, err_len,
-                         "key file %s/%s is a symbolic link: replace it with the file", k->dir,
-                         name);
+            text_err(err, err_len, "key file %s/%s is a symbolic link: replace it with the file",
+                     k->dir, name);
         else
-            keys_set_err(err, err_len, "cannot open key file %s/%s: %s", k->dir, name,
-                         strerror(-r));
+            text_err(err, err_len, "cannot open key file %s/%s: %s", k->dir, name, strerror(-r));
         return r;
     }
     if (fstat(fd, &sb) < 0) {
         r = -errno;
-        keys_set_err(err, err_len, "cannot stat key file %s/%s: %s", k->dir, name, strerror(-r));
+        text_err(err, err_len, "cannot stat key file %s/%s: %s", k->dir, name, strerror(-r));
         goto out;
     }
     if (!S_ISREG(sb.st_mode)) {
         r = -EINVAL;
-        keys_set_err(err, err_len, "key file %s/%s is not a regular file: move it out of %s",
-                     k->dir, name, k->dir);
+        text_err(err, err_len, "key file %s/%s is not a regular file: move it out of %s", k->dir,
+                 name, k->dir);
         goto out;
     }
     r = keys_check_stat(&sb, "key file", k->dir, name, "600", err, err_len);
@@ -336,10 +332,9 @@ static int keys_load_file(const struct keys *k, const char *name, struct key *re
         goto out;
     if (sb.st_size > (off_t)KEYS_FILE_MAX) {
         r = -EFBIG;
-        keys_set_err(
-            err, err_len,
-            "key file %s/%s is %jd bytes, more than a key file can be (%u): move it out of %s",
-            k->dir, name, (intmax_t)sb.st_size, KEYS_FILE_MAX, k->dir);
+        text_err(err, err_len,
+                 "key file %s/%s is %jd bytes, more than a key file can be (%u): move it out of %s",
+                 k->dir, name, (intmax_t)sb.st_size, KEYS_FILE_MAX, k->dir);
         goto out;
     }
     /* Bounded by the buffer, not by st_size: the file could grow meanwhile. */
@@ -349,8 +344,7 @@ static int keys_load_file(const struct keys *k, const char *name, struct key *re
             continue;
         if (n < 0) {
             r = -errno;
-            keys_set_err(err, err_len, "cannot read key file %s/%s: %s", k->dir, name,
-                         strerror(-r));
+            text_err(err, err_len, "cannot read key file %s/%s: %s", k->dir, name, strerror(-r));
             goto out;
         }
         if (n == 0)
@@ -358,33 +352,32 @@ static int keys_load_file(const struct keys *k, const char *name, struct key *re
         len += (size_t)n;
         if (len > KEYS_FILE_MAX) {
             r = -EFBIG;
-            keys_set_err(err, err_len, "key file %s/%s is more than %u bytes: move it out of %s",
-                         k->dir, name, KEYS_FILE_MAX, k->dir);
+            text_err(err, err_len, "key file %s/%s is more than %u bytes: move it out of %s",
+                     k->dir, name, KEYS_FILE_MAX, k->dir);
             goto out;
         }
     }
     why = keys_parse(buf, len, times, seed);
     if (why) {
         r = -EINVAL;
-        keys_set_err(
-            err, err_len,
-            "key file %s/%s is malformed: %s; restore it from a backup or move it out of %s",
-            k->dir, name, why, k->dir);
+        text_err(err, err_len,
+                 "key file %s/%s is malformed: %s; restore it from a backup or move it out of %s",
+                 k->dir, name, why, k->dir);
         goto out;
     }
     r = key_from_seed(seed, times[0], &key);
     if (r < 0) {
-        keys_set_err(err, err_len, "cannot load key file %s/%s: %s", k->dir, name, strerror(-r));
+        text_err(err, err_len, "cannot load key file %s/%s: %s", k->dir, name, strerror(-r));
         goto out;
     }
     key.retired_at = times[1];
     key.drop_after = times[2];
     if (strncmp(key.kid, name, KEYS_KID_LEN) != 0) {
         r = -EINVAL;
-        keys_set_err(err, err_len,
-                     "key file %s/%s holds the key %s, not the one its name says: rename it to "
-                     "%s" KEYS_SUFFIX " or move it out of %s",
-                     k->dir, name, key.kid, key.kid, k->dir);
+        text_err(err, err_len,
+                 "key file %s/%s holds the key %s, not the one its name says: rename it to "
+                 "%s" KEYS_SUFFIX " or move it out of %s",
+                 k->dir, name, key.kid, key.kid, k->dir);
         key_wipe(&key);
         goto out;
     }
@@ -412,7 +405,7 @@ int keys_open_dir(struct keys *k, const char *data_dir, char *err, size_t err_le
         int pfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (pfd < 0 || fsync(pfd) < 0) {
             int e = errno;
-            keys_set_err(err, err_len, "cannot sync data directory %s: %s", data_dir, strerror(e));
+            text_err(err, err_len, "cannot sync data directory %s: %s", data_dir, strerror(e));
             if (pfd >= 0)
                 (void)close(pfd);
             return -e;
@@ -420,24 +413,24 @@ int keys_open_dir(struct keys *k, const char *data_dir, char *err, size_t err_le
         (void)close(pfd);
     } else if (errno != EEXIST) {
         int e = errno;
-        keys_set_err(err, err_len, "cannot create keys directory %s: %s", k->dir, strerror(e));
+        text_err(err, err_len, "cannot create keys directory %s: %s", k->dir, strerror(e));
         return -e;
     }
     k->dir_fd = open(k->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (k->dir_fd < 0) {
         int e = errno;
         if (e == ELOOP || e == ENOTDIR)
-            keys_set_err(err, err_len,
-                         "keys directory %s is a symbolic link or not a directory: move it aside",
-                         k->dir);
+            text_err(err, err_len,
+                     "keys directory %s is a symbolic link or not a directory: move it aside",
+                     k->dir);
         else
-            keys_set_err(err, err_len, "cannot open keys directory %s: %s", k->dir, strerror(e));
+            text_err(err, err_len, "cannot open keys directory %s: %s", k->dir, strerror(e));
         return -e;
     }
     struct stat sb;
     if (fstat(k->dir_fd, &sb) < 0) {
         int e = errno;
-        keys_set_err(err, err_len, "cannot stat keys directory %s: %s", k->dir, strerror(e));
+        text_err(err, err_len, "cannot stat keys directory %s: %s", k->dir, strerror(e));
         return -e;
     }
     return keys_check_stat(&sb, "keys directory", k->dir, NULL, "700", err, err_len);
@@ -454,7 +447,7 @@ int keys_scan(struct keys *k, struct key *keys, size_t *ret_n, char *err, size_t
         r = -errno;
         if (sfd >= 0)
             (void)close(sfd);
-        keys_set_err(err, err_len, "cannot read keys directory %s: %s", k->dir, strerror(-r));
+        text_err(err, err_len, "cannot read keys directory %s: %s", k->dir, strerror(-r));
         return r;
     }
     for (;;) {
@@ -463,8 +456,7 @@ int keys_scan(struct keys *k, struct key *keys, size_t *ret_n, char *err, size_t
         if (!de) {
             if (errno != 0) {
                 r = -errno;
-                keys_set_err(err, err_len, "cannot read keys directory %s: %s", k->dir,
-                             strerror(-r));
+                text_err(err, err_len, "cannot read keys directory %s: %s", k->dir, strerror(-r));
             }
             break;
         }
@@ -478,10 +470,10 @@ int keys_scan(struct keys *k, struct key *keys, size_t *ret_n, char *err, size_t
             continue;
         if (n == KEYS_MAX) {
             r = -E2BIG;
-            keys_set_err(err, err_len,
-                         "keys directory %s holds more than %u key files: remove the retired ones "
-                         "past their drop_after",
-                         k->dir, KEYS_MAX);
+            text_err(err, err_len,
+                     "keys directory %s holds more than %u key files: remove the retired ones "
+                     "past their drop_after",
+                     k->dir, KEYS_MAX);
             break;
         }
         r = keys_load_file(k, de->d_name, &keys[n], err, err_len);

@@ -18,17 +18,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
+#include "text.h"
 
 static int mkdir_parents(const char *path, mode_t mode)
 {
@@ -61,8 +51,8 @@ static int clear_socket_path(const char *path, char *err, size_t err_len)
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
     if (!S_ISSOCK(st.st_mode)) {
-        set_err(err, err_len, "%s exists and is not a socket; remove it or choose another --socket",
-                path);
+        text_err(err, err_len,
+                 "%s exists and is not a socket; remove it or choose another --socket", path);
         return -EEXIST;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -74,16 +64,17 @@ static int clear_socket_path(const char *path, char *err, size_t err_len)
     int e = errno;
     (void)close(fd);
     if (r == 0) {
-        set_err(err, err_len,
-                "another agent already answers on %s; stop it or choose another socket path", path);
+        text_err(err, err_len,
+                 "another agent already answers on %s; stop it or choose another socket path",
+                 path);
         return -EADDRINUSE;
     }
     if (e != ECONNREFUSED) {
-        set_err(err, err_len, "cannot tell whether an agent answers on %s: %s", path, strerror(e));
+        text_err(err, err_len, "cannot tell whether an agent answers on %s: %s", path, strerror(e));
         return -e;
     }
     if (unlink(path) < 0 && errno != ENOENT) {
-        set_err(err, err_len, "cannot remove the stale socket %s: %s", path, strerror(errno));
+        text_err(err, err_len, "cannot remove the stale socket %s: %s", path, strerror(errno));
         return -errno;
     }
     log_info("removed stale socket %s", path);
@@ -96,14 +87,14 @@ int listen_unix(const char *path, uint32_t mode, int *ret_fd, char *err, size_t 
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(addr.sun_path)) {
-        set_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter path",
-                path, sizeof(addr.sun_path) - 1);
+        text_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter path",
+                 path, sizeof(addr.sun_path) - 1);
         return -ENAMETOOLONG;
     }
     memcpy(addr.sun_path, path, strlen(path) + 1);
     int r = mkdir_parents(path, 0755);
     if (r < 0) {
-        set_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
+        text_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
         return r;
     }
     r = clear_socket_path(path, err, err_len);
@@ -112,7 +103,7 @@ int listen_unix(const char *path, uint32_t mode, int *ret_fd, char *err, size_t 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot create a socket: %s", strerror(errno));
+        text_err(err, err_len, "cannot create a socket: %s", strerror(errno));
         return r;
     }
     mode_t old = umask(0777 & ~(mode_t)mode);
@@ -120,13 +111,13 @@ int listen_unix(const char *path, uint32_t mode, int *ret_fd, char *err, size_t 
     int e = errno;
     (void)umask(old);
     if (r < 0) {
-        set_err(err, err_len, "cannot bind %s: %s", path, strerror(e));
+        text_err(err, err_len, "cannot bind %s: %s", path, strerror(e));
         (void)close(fd);
         return -e;
     }
     if (chmod(path, (mode_t)mode) < 0 || listen(fd, SOMAXCONN) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot set up %s: %s", path, strerror(errno));
+        text_err(err, err_len, "cannot set up %s: %s", path, strerror(errno));
         (void)unlink(path);
         (void)close(fd);
         return r;
@@ -139,13 +130,13 @@ int listen_lock(const char *path, int *ret_lock_fd, char *err, size_t err_len)
 {
     struct sockaddr_un addr;
     if (strlen(path) >= sizeof(addr.sun_path)) {
-        set_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter --socket",
-                path, sizeof(addr.sun_path) - 1);
+        text_err(err, err_len, "socket path %s is longer than %zu bytes; choose a shorter --socket",
+                 path, sizeof(addr.sun_path) - 1);
         return -ENAMETOOLONG;
     }
     int r = mkdir_parents(path, 0755);
     if (r < 0) {
-        set_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
+        text_err(err, err_len, "cannot create the directory of %s: %s", path, strerror(-r));
         return r;
     }
     char lock_path[sizeof(addr.sun_path) + 8];
@@ -153,18 +144,18 @@ int listen_lock(const char *path, int *ret_lock_fd, char *err, size_t err_len)
     int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot open lock file %s: %s", lock_path, strerror(errno));
+        text_err(err, err_len, "cannot open lock file %s: %s", lock_path, strerror(errno));
         return r;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         r = -errno;
         if (errno == EWOULDBLOCK)
-            set_err(err, err_len,
-                    "another sockid-agent is running on %s (it holds %s); stop it or choose "
-                    "another --socket",
-                    path, lock_path);
+            text_err(err, err_len,
+                     "another sockid-agent is running on %s (it holds %s); stop it or choose "
+                     "another --socket",
+                     path, lock_path);
         else
-            set_err(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
+            text_err(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
         (void)close(fd);
         return r == -EWOULDBLOCK ? -EADDRINUSE : r;
     }
@@ -179,8 +170,8 @@ int listen_activated(int *ret_workload_fd, int *ret_admin_fd, int *ret_metrics_f
     int n = sd_listen_fds_with_names(1, &names);
     int workload = -1, admin = -1, metrics = -1, r = 0;
     if (n < 0) {
-        set_err(err, err_len, "cannot read the sockets passed by the service manager: %s",
-                strerror(-n));
+        text_err(err, err_len, "cannot read the sockets passed by the service manager: %s",
+                 strerror(-n));
         return n;
     }
     for (int i = 0; i < n && r == 0; i++) {
@@ -191,27 +182,27 @@ int listen_activated(int *ret_workload_fd, int *ret_admin_fd, int *ret_metrics_f
                     : strcmp(name, "metrics") == 0 ? &metrics
                                                    : NULL;
         if (!slot) {
-            set_err(err, err_len,
-                    "the service manager passed a socket named '%s'; name the sockets "
-                    "'workload', 'admin' and (optionally) 'metrics' with FileDescriptorName=",
-                    name);
+            text_err(err, err_len,
+                     "the service manager passed a socket named '%s'; name the sockets "
+                     "'workload', 'admin' and (optionally) 'metrics' with FileDescriptorName=",
+                     name);
             r = -EINVAL;
         } else if (*slot >= 0) {
-            set_err(err, err_len, "the service manager passed two sockets named '%s'", name);
+            text_err(err, err_len, "the service manager passed two sockets named '%s'", name);
             r = -EINVAL;
         } else if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
-            set_err(err, err_len,
-                    "the socket named '%s' passed by the service manager is not a listening "
-                    "Unix stream socket; use ListenStream= with a path",
-                    name);
+            text_err(err, err_len,
+                     "the socket named '%s' passed by the service manager is not a listening "
+                     "Unix stream socket; use ListenStream= with a path",
+                     name);
             r = -EINVAL;
         } else {
             int flags = fcntl(fd, F_GETFL);
             if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
                 fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
                 r = -errno;
-                set_err(err, err_len, "cannot set up the socket named '%s': %s", name,
-                        strerror(errno));
+                text_err(err, err_len, "cannot set up the socket named '%s': %s", name,
+                         strerror(errno));
             }
             *slot = fd;
         }
@@ -220,9 +211,9 @@ int listen_activated(int *ret_workload_fd, int *ret_admin_fd, int *ret_metrics_f
         free(names[i]);
     free(names);
     if (r == 0 && n > 0 && workload < 0) {
-        set_err(err, err_len,
-                "socket activation passed no socket named 'workload'; add "
-                "FileDescriptorName=workload to the socket unit");
+        text_err(err, err_len,
+                 "socket activation passed no socket named 'workload'; add "
+                 "FileDescriptorName=workload to the socket unit");
         r = -EINVAL;
     }
     if (r < 0) {

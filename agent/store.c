@@ -218,7 +218,7 @@ int store_insert(struct store *st, const struct entry *e, char *existing_id, cha
     int r;
 
     if (!st || !store_entry_ok(e)) {
-        store_set_err(err, err_len, "cannot store an entry that is not valid");
+        text_err(err, err_len, "cannot store an entry that is not valid");
         return -EINVAL;
     }
     n_sel = store_canonical(e->selectors, e->n_selectors, sel);
@@ -230,9 +230,8 @@ int store_insert(struct store *st, const struct entry *e, char *existing_id, cha
         return r;
     r = store_find_identity(st, key, existing, err, err_len);
     if (r == 0) {
-        store_set_err(err, err_len,
-                      "an entry with this SPIFFE ID and these selectors exists already: %s",
-                      existing);
+        text_err(err, err_len,
+                 "an entry with this SPIFFE ID and these selectors exists already: %s", existing);
         r = -EEXIST;
         goto fail;
     }
@@ -241,7 +240,7 @@ int store_insert(struct store *st, const struct entry *e, char *existing_id, cha
     r = store_id_taken(st, e->id, err, err_len);
     if (r == 1) {
         memcpy(existing, e->id, sizeof(existing));
-        store_set_err(err, err_len, "an entry with id %s exists already", e->id);
+        text_err(err, err_len, "an entry with id %s exists already", e->id);
         r = -EEXIST;
         goto fail;
     }
@@ -264,14 +263,14 @@ fail:
 int store_delete(struct store *st, const char *id, char *err, size_t err_len)
 {
     if (!st || !id) {
-        store_set_err(err, err_len, "no entry id to delete");
+        text_err(err, err_len, "no entry id to delete");
         return -EINVAL;
     }
     size_t len = strnlen(id, ENTRY_ID_LEN + 1);
     if (!entries_id_valid(id, len)) {
         /* Not echoed: it may hold anything. */
-        store_set_err(err, err_len, "no entry with that id: an entry id is %u lowercase hex digits",
-                      ENTRY_ID_LEN);
+        text_err(err, err_len, "no entry with that id: an entry id is %u lowercase hex digits",
+                 ENTRY_ID_LEN);
         return -ENOENT;
     }
     sqlite3_stmt *s = st->stmt[STMT_DELETE];
@@ -281,7 +280,7 @@ int store_delete(struct store *st, const char *id, char *err, size_t err_len)
     if (r < 0)
         return r;
     if (sqlite3_changes(st->db) == 0) {
-        store_set_err(err, err_len, "no entry with id %s", id);
+        text_err(err, err_len, "no entry with id %s", id);
         return -ENOENT;
     }
     return 0;
@@ -423,16 +422,16 @@ static int store_row_build(const struct store *st, const struct store_batch *b,
     if (r == 0)
         return 0;
     if (r == -ENOMEM) {
-        store_set_err(err, err_len, "out of memory");
+        text_err(err, err_len, "out of memory");
         return r;
     }
     if (!entries_id_valid(in.id, in.id_len))
-        store_set_err(err, err_len,
-                      "%s holds an entry (row %lld) with a malformed id: restore the file from a "
-                      "backup or move it aside",
-                      st->path, (long long)row->seq);
+        text_err(err, err_len,
+                 "%s holds an entry (row %lld) with a malformed id: restore the file from a "
+                 "backup or move it aside",
+                 st->path, (long long)row->seq);
     else
-        store_set_err(
+        text_err(
             err, err_len,
             "entry %.*s in %s is not valid: %s: restore the file from a backup or move it aside",
             (int)ENTRY_ID_LEN, id, st->path, why[0] ? why : "refused");
@@ -452,10 +451,10 @@ static int store_batch_build(struct store_loader *ld, const struct store_batch *
         r = ld->add(ld->ctx, e);
         if (r < 0) {
             if (r == -ENOMEM)
-                store_set_err(ld->err, sizeof(ld->err), "out of memory");
+                text_err(ld->err, sizeof(ld->err), "out of memory");
             else
-                store_set_err(ld->err, sizeof(ld->err), "cannot load entry %s from %s: %s", id,
-                              ld->st->path, strerror(-r));
+                text_err(ld->err, sizeof(ld->err), "cannot load entry %s from %s: %s", id,
+                         ld->st->path, strerror(-r));
             return r;
         }
         ld->n++;
@@ -513,7 +512,7 @@ static int store_scan(struct store *st, struct store_loader *ld, char *err, size
         if (rc == SQLITE_ROW) {
             r = store_row_copy(b, s);
             if (r < 0) {
-                store_set_err(err, err_len, "out of memory");
+                text_err(err, err_len, "out of memory");
                 break;
             }
             if (b->n < STORE_BATCH_ROWS)
@@ -557,7 +556,7 @@ int store_load(struct store *st, int (*add)(void *ctx, struct entry *e), void *c
         return -EINVAL;
     ld = calloc(1, sizeof(*ld));
     if (!ld) {
-        store_set_err(err, err_len, "out of memory");
+        text_err(err, err_len, "out of memory");
         return -ENOMEM;
     }
     ld->st = st;
@@ -565,13 +564,13 @@ int store_load(struct store *st, int (*add)(void *ctx, struct entry *e), void *c
     ld->ctx = ctx;
     if (pthread_mutex_init(&ld->lock, NULL) != 0) {
         free(ld);
-        store_set_err(err, err_len, "out of memory");
+        text_err(err, err_len, "out of memory");
         return -ENOMEM;
     }
     if (pthread_cond_init(&ld->changed, NULL) != 0) {
         (void)pthread_mutex_destroy(&ld->lock);
         free(ld);
-        store_set_err(err, err_len, "out of memory");
+        text_err(err, err_len, "out of memory");
         return -ENOMEM;
     }
     r = store_exec(st, st->stmt[STMT_BEGIN], err, err_len);
@@ -588,7 +587,7 @@ int store_load(struct store *st, int (*add)(void *ctx, struct entry *e), void *c
     /* A refused row comes before any row the scan failed on. */
     if (ld->r < 0) {
         r = ld->r;
-        store_set_err(err, err_len, "%s", ld->err);
+        text_err(err, err_len, "%s", ld->err);
     }
     if (r == 0)
         r = store_exec(st, st->stmt[STMT_COMMIT], err, err_len);

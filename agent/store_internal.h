@@ -8,6 +8,8 @@
 
 #include <sqlite3.h>
 
+#include "text.h"
+
 /* The statements prepared once at open; their SQL is store_sql in
  * store_schema.c, next to the schema it reads. */
 enum store_stmt {
@@ -43,8 +45,6 @@ struct store {
 };
 
 /* Writes a message into err (len bytes); does nothing when err is NULL. */
-void store_set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* Turns an SQLite result code (rc, extended) into a negative errno and a
  * message that names the file and what to do. */

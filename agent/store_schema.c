@@ -165,7 +165,7 @@ static int store_pack_table(struct store *st, const char *read_sql, const char *
             char *b = realloc(block, ncap);
             if (!b) {
                 r = -ENOMEM;
-                store_set_err(err, err_len, "out of memory");
+                text_err(err, err_len, "out of memory");
                 goto out;
             }
             block = b;
@@ -215,42 +215,29 @@ static const char *const store_sql[STMT_MAX] = {
                           "FROM entries ORDER BY seq",
 };
 
-void store_set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 static int store_errno_message(const char *path, int e, char *err, size_t err_len)
 {
     switch (e) {
     case ENOSPC:
     case EDQUOT:
-        store_set_err(err, err_len, "cannot write %s: %s: free some space and retry", path,
-                      strerror(e));
+        text_err(err, err_len, "cannot write %s: %s: free some space and retry", path, strerror(e));
         return -ENOSPC;
     case EACCES:
     case EPERM:
-        store_set_err(err, err_len,
-                      "cannot open %s: %s: the agent's user must own the data dir and the file",
-                      path, strerror(e));
+        text_err(err, err_len,
+                 "cannot open %s: %s: the agent's user must own the data dir and the file", path,
+                 strerror(e));
         return -e;
     case EROFS:
-        store_set_err(
-            err, err_len,
-            "cannot open %s for writing: %s: mount it read-write or choose another data dir", path,
-            strerror(e));
+        text_err(err, err_len,
+                 "cannot open %s for writing: %s: mount it read-write or choose another data dir",
+                 path, strerror(e));
         return -EROFS;
     case ENOENT:
-        store_set_err(err, err_len, "cannot open %s: %s: create the data dir first", path,
-                      strerror(e));
+        text_err(err, err_len, "cannot open %s: %s: create the data dir first", path, strerror(e));
         return -ENOENT;
     default:
-        store_set_err(err, err_len, "cannot open %s: %s", path, strerror(e));
+        text_err(err, err_len, "cannot open %s: %s", path, strerror(e));
         return -e;
     }
 }
@@ -266,58 +253,57 @@ int store_fail(const struct store *st, int rc, char *err, size_t err_len)
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        store_set_err(
-            err, err_len,
-            "%s is locked by another process: is another sockid-agent using this data dir?", path);
+        text_err(err, err_len,
+                 "%s is locked by another process: is another sockid-agent using this data dir?",
+                 path);
         return -EBUSY;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-        store_set_err(err, err_len,
-                      "%s is corrupt or not a sockid database: restore it from a backup or move it "
-                      "aside",
-                      path);
+        text_err(err, err_len,
+                 "%s is corrupt or not a sockid database: restore it from a backup or move it "
+                 "aside",
+                 path);
         return -EUCLEAN;
     case SQLITE_FULL:
-        store_set_err(err, err_len, "cannot write %s: the disk is full: free some space and retry",
-                      path);
+        text_err(err, err_len, "cannot write %s: the disk is full: free some space and retry",
+                 path);
         return -ENOSPC;
     case SQLITE_READONLY:
-        store_set_err(
-            err, err_len,
-            "cannot write %s: %s: the agent's user must be able to write the file and the "
-            "data dir, on a filesystem mounted read-write",
-            path, msg);
+        text_err(err, err_len,
+                 "cannot write %s: %s: the agent's user must be able to write the file and the "
+                 "data dir, on a filesystem mounted read-write",
+                 path, msg);
         return -EROFS;
     case SQLITE_PERM:
     case SQLITE_AUTH:
-        store_set_err(err, err_len, "cannot use %s: permission denied: %s", path, msg);
+        text_err(err, err_len, "cannot use %s: permission denied: %s", path, msg);
         return -EACCES;
     case SQLITE_CANTOPEN:
         if (sys > 0)
             return store_errno_message(path, sys, err, err_len);
-        store_set_err(err, err_len, "cannot open %s: %s", path, msg);
+        text_err(err, err_len, "cannot open %s: %s", path, msg);
         return -EIO;
     case SQLITE_IOERR:
         if (rc == SQLITE_IOERR_NOMEM)
             break;
         if (sys == ENOSPC || sys == EDQUOT || sys == EACCES || sys == EPERM || sys == EROFS)
             return store_errno_message(path, sys, err, err_len);
-        store_set_err(err, err_len, "I/O error on %s: %s%s%s: check the disk and the kernel log",
-                      path, msg, sys > 0 ? ": " : "", sys > 0 ? strerror(sys) : "");
+        text_err(err, err_len, "I/O error on %s: %s%s%s: check the disk and the kernel log", path,
+                 msg, sys > 0 ? ": " : "", sys > 0 ? strerror(sys) : "");
         return -EIO;
     case SQLITE_NOMEM:
         break;
     case SQLITE_TOOBIG:
-        store_set_err(err, err_len, "%s: %s", path, msg);
+        text_err(err, err_len, "%s: %s", path, msg);
         return -E2BIG;
     case SQLITE_CONSTRAINT:
-        store_set_err(err, err_len, "%s refused the change: %s", path, msg);
+        text_err(err, err_len, "%s refused the change: %s", path, msg);
         return -EINVAL;
     default:
-        store_set_err(err, err_len, "%s: %s", path, msg);
+        text_err(err, err_len, "%s: %s", path, msg);
         return -EIO;
     }
-    store_set_err(err, err_len, "out of memory");
+    text_err(err, err_len, "out of memory");
     return -ENOMEM;
 }
 
@@ -340,15 +326,15 @@ static int store_pragma(struct store *st, const char *sql, const char *expect, c
     if (rc == SQLITE_ROW) {
         const char *got = (const char *)sqlite3_column_text(s, 0);
         if (expect && (!got || strcasecmp(got, expect) != 0)) {
-            store_set_err(err, err_len, "%s: \"%s\" left the setting at %s instead of %s", st->path,
-                          sql, got ? got : "nothing", expect);
+            text_err(err, err_len, "%s: \"%s\" left the setting at %s instead of %s", st->path, sql,
+                     got ? got : "nothing", expect);
             r = -ENOTSUP;
             goto out;
         }
         while ((rc = sqlite3_step(s)) == SQLITE_ROW)
             ;
     } else if (rc == SQLITE_DONE && expect) {
-        store_set_err(err, err_len, "%s: \"%s\" is not supported by this SQLite", st->path, sql);
+        text_err(err, err_len, "%s: \"%s\" is not supported by this SQLite", st->path, sql);
         r = -ENOTSUP;
         goto out;
     }
@@ -424,11 +410,10 @@ static int store_schema_version(struct store *st, int64_t *ret, char *err, size_
 
 static int store_refuse_newer(const struct store *st, int64_t version, char *err, size_t err_len)
 {
-    store_set_err(err, err_len,
-                  "%s has schema version %" PRId64
-                  ", newer than this agent's %d: upgrade sockid-agent, "
-                  "or move the file aside to start empty",
-                  st->path, version, STORE_SCHEMA_VERSION);
+    text_err(err, err_len,
+             "%s has schema version %" PRId64 ", newer than this agent's %d: upgrade sockid-agent, "
+             "or move the file aside to start empty",
+             st->path, version, STORE_SCHEMA_VERSION);
     return -EPROTONOSUPPORT;
 }
 
@@ -499,8 +484,7 @@ static int store_create_file(const char *data_dir, const char *path, char *err, 
     }
     if (fd < 0) {
         if (errno == ELOOP) {
-            store_set_err(err, err_len, "%s is a symbolic link: the store must be a regular file",
-                          path);
+            text_err(err, err_len, "%s is a symbolic link: the store must be a regular file", path);
             return -ELOOP;
         }
         return store_errno_message(path, errno, err, err_len);
@@ -510,21 +494,21 @@ static int store_create_file(const char *data_dir, const char *path, char *err, 
         goto out;
     }
     if (!S_ISREG(sb.st_mode)) {
-        store_set_err(err, err_len, "%s is not a regular file: move it aside", path);
+        text_err(err, err_len, "%s is not a regular file: move it aside", path);
         r = -EINVAL;
         goto out;
     }
     if ((sb.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0) {
         r = -errno;
-        store_set_err(err, err_len, "%s has mode %04o and cannot be made 0600: %s", path,
-                      (unsigned)(sb.st_mode & 07777), strerror(-r));
+        text_err(err, err_len, "%s has mode %04o and cannot be made 0600: %s", path,
+                 (unsigned)(sb.st_mode & 07777), strerror(-r));
         goto out;
     }
     if (created) {
         int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || fsync(dfd) < 0) {
             r = -errno;
-            store_set_err(err, err_len, "cannot sync data dir %s: %s", data_dir, strerror(-r));
+            text_err(err, err_len, "cannot sync data dir %s: %s", data_dir, strerror(-r));
         }
         if (dfd >= 0)
             (void)close(dfd);
@@ -568,23 +552,22 @@ int store_open(const char *data_dir, struct store **ret, char *err, size_t err_l
     int r, rc;
 
     if (!data_dir || !*data_dir || !ret) {
-        store_set_err(err, err_len, "no data directory for the entry store");
+        text_err(err, err_len, "no data directory for the entry store");
         return -EINVAL;
     }
     /* STRICT tables and SQLITE_OPEN_EXRESCODE came with 3.37. */
     if (sqlite3_libversion_number() < 3037000) {
-        store_set_err(err, err_len,
-                      "SQLite %s is too old for the entry store: it needs 3.37 or newer",
-                      sqlite3_libversion());
+        text_err(err, err_len, "SQLite %s is too old for the entry store: it needs 3.37 or newer",
+                 sqlite3_libversion());
         return -ENOTSUP;
     }
     if (sodium_init() < 0) {
-        store_set_err(err, err_len, "libsodium failed to initialize");
+        text_err(err, err_len, "libsodium failed to initialize");
         return -EIO;
     }
     st = calloc(1, sizeof(*st));
     if (!st || !(st->path = store_path(data_dir))) {
-        store_set_err(err, err_len, "out of memory");
+        text_err(err, err_len, "out of memory");
         r = -ENOMEM;
         goto fail;
     }

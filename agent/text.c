@@ -1,5 +1,6 @@
 #include "text.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,4 +109,14 @@ const char *text_quote(char out[static TEXT_QUOTE_BUF], const char *s, size_t le
         o += (size_t)snprintf(out + o, TEXT_QUOTE_BUF - o, "...");
     out[o] = '\0';
     return out;
+}
+
+void text_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
 }

@@ -28,4 +28,10 @@ size_t text_printable_span(const char *s, size_t len);
  * text. Returns out. */
 const char *text_quote(char out[static TEXT_QUOTE_BUF], const char *s, size_t len);
 
+/* Formats a message into err (err_len bytes) for a caller that asked for
+ * one: does nothing when err is NULL or err_len 0. The one way every module
+ * writes its "what happened and what to do" messages. */
+__attribute__((format(printf, 3, 4))) void text_err(char *err, size_t err_len, const char *fmt,
+                                                    ...);
+
 #endif
