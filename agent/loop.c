@@ -143,6 +143,17 @@ static void feed_watchdog(struct loop *l, uint64_t now)
 
 /* --- connections ------------------------------------------------------- */
 
+/* Puts c on l's list of connections; conn_close takes it off. */
+static void conn_link(struct loop *l, struct conn *c)
+{
+    c->prev = NULL;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->n_conns++;
+}
+
 static void conn_close(struct loop *l, struct conn *c)
 {
     if (c->prev)
@@ -541,11 +552,7 @@ static void conn_open(struct loop *l, int fd, bool admin)
         (void)close(fd);
         return;
     }
-    c->next = l->conns;
-    if (l->conns)
-        l->conns->prev = c;
-    l->conns = c;
-    l->n_conns++;
+    conn_link(l, c);
     stats_add(&l->stats.connections_accepted, 1);
     stats_add(&l->stats.connections_open, 1);
 }
@@ -673,11 +680,7 @@ static void metrics_accept(struct loop *l)
             (void)close(fd);
             continue;
         }
-        c->next = l->conns;
-        if (l->conns)
-            l->conns->prev = c;
-        l->conns = c;
-        l->n_conns++;
+        conn_link(l, c);
         l->n_metrics++;
     }
 }
