@@ -298,6 +298,9 @@ int store_delete(struct store *st, const char *id, char *err, size_t err_len)
  * cannot start a thread, has the caller build each batch itself. */
 #define STORE_BATCH_ROWS 256
 #define STORE_RING       4
+/* The longest column a valid entry has: its selectors, each with a NUL.
+ * A longer one (a damaged file) is refused without being copied. */
+#define STORE_COLUMN_MAX (ENTRY_MAX_SELECTORS * (SELECTOR_MAX_LEN + 1u))
 
 /* A row copied out of SQLite: its blobs as offsets into the batch's
  * bytes (which move as they grow). */
@@ -306,6 +309,7 @@ struct store_row {
     int64_t ttl, created_at, revision;
     size_t off[5], len[5]; /* id, SPIFFE ID, hint, selectors, audiences */
     bool hint;
+    bool oversized; /* a column past STORE_COLUMN_MAX, not copied */
 };
 
 enum { ROW_ID, ROW_SPIFFE_ID, ROW_HINT, ROW_SELECTORS, ROW_AUDIENCES };
@@ -374,11 +378,16 @@ static int store_row_copy(struct store_batch *b, sqlite3_stmt *s)
     row->ttl = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_TTL));
     row->created_at = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_CREATED_AT));
     row->revision = sqlite3_value_int64(sqlite3_column_value(s, STORE_COL_REVISION));
+    row->oversized = false;
     for (int i = 0; i < 5; i++) {
         sqlite3_value *v = sqlite3_column_value(s, cols[i]);
         if (i == ROW_HINT)
             row->hint = sqlite3_value_type(v) != SQLITE_NULL;
-        if ((i == ROW_HINT && !row->hint) || (i == ROW_AUDIENCES && sqlite3_value_bytes(v) == 0)) {
+        int bytes = sqlite3_value_bytes(v);
+        if (bytes > (int)STORE_COLUMN_MAX)
+            row->oversized = true;
+        if ((i == ROW_HINT && !row->hint) || (i == ROW_AUDIENCES && bytes == 0) ||
+            bytes > (int)STORE_COLUMN_MAX) {
             row->off[i] = row->len[i] = 0;
             continue;
         }
@@ -415,7 +424,7 @@ static int store_row_build(const struct store *st, const struct store_batch *b,
         .revision = (uint64_t)row->revision,
     };
     /* The columns are checked on insert; a damaged file may hold anything. */
-    if (row->ttl >= 0 && row->ttl <= UINT32_MAX && row->revision >= 0)
+    if (!row->oversized && row->ttl >= 0 && row->ttl <= UINT32_MAX && row->revision >= 0)
         r = entry_from_stored(&in, ret, why, sizeof(why));
     else
         (void)snprintf(why, sizeof(why), "a field is malformed");

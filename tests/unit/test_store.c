@@ -621,6 +621,14 @@ static void test_invalid_rows_refused_on_load(void **state)
          false,
          "entry fedcba9876543210fedcba9876543210 in %s is not valid: a field is malformed: "
          "restore the file from a backup or move it aside"},
+        /* A column longer than any valid entry's is refused before it is
+         * copied (STORE_COLUMN_MAX): 1 MB of selectors, 1 MB of id. */
+        {"UPDATE entries SET selectors = zeroblob(1000000) WHERE seq = 2", false,
+         "entry fedcba9876543210fedcba9876543210 in %s is not valid: a field is malformed: "
+         "restore the file from a backup or move it aside"},
+        {"UPDATE entries SET id = zeroblob(1000000) WHERE seq = 1", false,
+         "%s holds an entry (row 1) with a malformed id: restore the file from a backup or move "
+         "it aside"},
         {"UPDATE entries SET id = X'3031' WHERE seq = 1", false,
          "%s holds an entry (row 1) with a malformed id: restore the file from a backup or move "
          "it aside"},
